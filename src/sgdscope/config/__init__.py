@@ -1,0 +1,29 @@
+"""Run configuration: typed schema, YAML loading, dotted overrides, validation."""
+
+from .loader import apply_override, config_reference, dump_config, load_config, parse_value
+from .schema import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ProbeConfig,
+    RunConfig,
+    ScheduleConfig,
+    StoreConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ProbeConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "StoreConfig",
+    "TrainConfig",
+    "apply_override",
+    "config_reference",
+    "dump_config",
+    "load_config",
+    "parse_value",
+]

@@ -1,0 +1,175 @@
+"""The SQLite metrics store of one run (WAL mode; one transaction per step).
+
+Tables:
+- ``run``: one row — status (running | finished | diverged | failed), times, error, last step.
+- ``meta``: key/value facts (versions, git commit, seed, host).
+- ``scalars(step, epoch, name, value, seq)``: primary key (step, name).
+- ``arrays(step, epoch, name, dtype, shape, data, seq)``: primary key (step, name); ``data`` is the
+  raw little-endian bytes of a C-contiguous numpy array.
+
+``seq`` numbers the write transactions. A checkpoint records the last ``seq`` it covers; resuming
+deletes every row written after it, so a killed run's partial step is neither lost twice nor
+duplicated, and the resumed run rewrites exactly the rows an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATUSES = ("created", "running", "finished", "diverged", "failed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    status TEXT NOT NULL,
+    created REAL, started REAL, finished REAL,
+    last_step INTEGER, error TEXT, diverged_step INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS scalars (
+    step INTEGER NOT NULL, epoch INTEGER, name TEXT NOT NULL, value REAL, seq INTEGER NOT NULL,
+    PRIMARY KEY (step, name)
+);
+CREATE TABLE IF NOT EXISTS arrays (
+    step INTEGER NOT NULL, epoch INTEGER, name TEXT NOT NULL, dtype TEXT NOT NULL,
+    shape TEXT NOT NULL, data BLOB NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (step, name)
+);
+CREATE INDEX IF NOT EXISTS scalars_name ON scalars (name, step);
+CREATE INDEX IF NOT EXISTS arrays_name ON arrays (name, step);
+"""
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    arr = np.ascontiguousarray(np.asarray(a))
+    if arr.dtype == object:
+        raise TypeError("arrays must be numeric")
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    else:
+        con = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed step survives power loss, not only a killed process.
+        con.execute("PRAGMA synchronous=FULL")
+    return con
+
+
+class MetricsStore:
+    """Writer for ``metrics.sqlite``. Use :meth:`write_step` once per step (one transaction)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.con = connect(self.path)
+        self.con.executescript(_SCHEMA)
+        if self.con.execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0:
+            self.con.execute(
+                "INSERT INTO run (id, status, created) VALUES (1, 'created', ?)", (time.time(),)
+            )
+        self.seq = int(
+            self.con.execute(
+                "SELECT MAX(m) FROM (SELECT COALESCE(MAX(seq), 0) AS m FROM scalars "
+                "UNION ALL SELECT COALESCE(MAX(seq), 0) FROM arrays)"
+            ).fetchone()[0]
+            or 0
+        )
+
+    def set_meta(self, values: Mapping[str, Any]) -> None:
+        with self.con:
+            self.con.execute("BEGIN")
+            self.con.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    def set_status(
+        self,
+        status: str,
+        *,
+        error: str | None = None,
+        last_step: int | None = None,
+        diverged_step: int | None = None,
+    ) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        now = time.time()
+        sets = ["status = ?"]
+        args: list[Any] = [status]
+        if status == "running":
+            sets.append("started = COALESCE(started, ?)")
+            args.append(now)
+            sets.append("error = NULL")
+        if status in ("finished", "diverged", "failed", "interrupted"):
+            sets.append("finished = ?")
+            args.append(now)
+        if error is not None:
+            sets.append("error = ?")
+            args.append(error)
+        if last_step is not None:
+            sets.append("last_step = ?")
+            args.append(last_step)
+        if diverged_step is not None:
+            sets.append("diverged_step = ?")
+            args.append(diverged_step)
+        self.con.execute(f"UPDATE run SET {', '.join(sets)} WHERE id = 1", args)
+
+    def write_step(
+        self,
+        step: int,
+        epoch: int,
+        scalars: Mapping[str, float] | None = None,
+        arrays: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Write one step's scalars and arrays in one transaction; returns its ``seq``."""
+        scalars = scalars or {}
+        arrays = arrays or {}
+        if not scalars and not arrays:
+            return self.seq
+        seq = self.seq + 1
+        srows = [(step, epoch, k, float(v), seq) for k, v in scalars.items()]
+        arows = []
+        for k, v in arrays.items():
+            a = _to_numpy(v)
+            arows.append((step, epoch, k, a.dtype.str, json.dumps(list(a.shape)), a.tobytes(), seq))
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            self.con.executemany(
+                "INSERT INTO scalars (step, epoch, name, value, seq) VALUES (?, ?, ?, ?, ?)", srows
+            )
+            self.con.executemany(
+                "INSERT INTO arrays (step, epoch, name, dtype, shape, data, seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arows,
+            )
+            self.con.execute("UPDATE run SET last_step = ? WHERE id = 1", (step,))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.seq = seq
+        return seq
+
+    def truncate_after(self, seq: int) -> int:
+        """Delete rows written after transaction ``seq`` (resume); returns the number deleted."""
+        self.con.execute("BEGIN IMMEDIATE")
+        n = self.con.execute("DELETE FROM scalars WHERE seq > ?", (seq,)).rowcount
+        n += self.con.execute("DELETE FROM arrays WHERE seq > ?", (seq,)).rowcount
+        self.con.execute("COMMIT")
+        self.seq = seq
+        return n
+
+    def close(self) -> None:
+        self.con.close()

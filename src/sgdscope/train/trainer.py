@@ -1,0 +1,302 @@
+"""The training loop: steps, probes, evaluation, checkpoints, divergence, exact resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..errors import DivergedError
+from ..probes import Measurement, ProbeContext, flat_grads, flat_params
+from ..store import CHECKPOINT_DIR, METRICS_FILE, MetricsStore
+from .build import Parts, build_parts
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .evaluate import evaluate
+
+#: Debug hook for the resume tests: the process SIGKILLs itself right after writing this step.
+_KILL_ENV = "SGDSCOPE_KILL_AT_STEP"
+
+
+def _plain(obj: Any) -> Any:
+    """Keep only what a weights_only checkpoint can hold (tensors, numbers, strings, containers)."""
+    if isinstance(obj, (torch.Tensor, int, float, str, bool)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items() if _plain(v) is not _SKIP}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return _SKIP
+
+
+_SKIP = object()
+
+
+class Trainer:
+    """Runs one configured training run into ``run_dir`` (which already holds ``config.yaml``).
+
+    Args:
+        cfg: the validated config.
+        run_dir: the run directory; metrics go to ``metrics.sqlite``, checkpoints to
+            ``checkpoints/``.
+        resume: continue from the last checkpoint (rows written after it are replaced).
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.parts: Parts = build_parts(cfg)
+        self.store = MetricsStore(self.run_dir / METRICS_FILE)
+        self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
+        self.shared: dict[str, Any] = {}
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.perm: torch.Tensor | None = None
+        p = self.parts
+        self.theta0 = flat_params(p.model)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 12_345)
+        kill = os.environ.get(_KILL_ENV)
+        self._kill_at = int(kill) if kill else None
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self) -> dict[str, Any]:
+        p = self.parts
+        return {
+            "format": 1,
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "perm": self.perm,
+            "data_gen": self.data_gen.get_state(),
+            "model": p.model.state_dict(),
+            "optimizer": p.optimizer.state_dict(),
+            "probes": [pr.state_dict() for pr in p.probes],
+            "shared": _plain(self.shared),
+            "theta0": self.theta0,
+            "rng": capture_rng(),
+            "seq": self.store.seq,
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_dir, self._state())
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        p = self.parts
+        dev = p.device
+        p.model.load_state_dict(state["model"])
+        p.optimizer.load_state_dict(state["optimizer"])
+        for pr, s in zip(p.probes, state["probes"], strict=True):
+            pr.load_state_dict(_to(s, dev))
+        self.shared = _to(state["shared"], dev)
+        self.theta0 = state["theta0"].to(dev)
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.perm = state["perm"]
+        self.data_gen.set_state(state["data_gen"])
+        restore_rng(state["rng"])
+        self.store.truncate_after(int(state["seq"]))
+
+    # ----------------------------------------------------------------- helpers
+    def _context(self, **kw: Any) -> ProbeContext:
+        p = self.parts
+        return ProbeContext(
+            model=p.model, loss_fn=p.loss_fn, step=self.step, epoch=self.epoch,
+            lr=kw.pop("lr", p.schedule(self.step)), theta0=self.theta0, data=p.data,
+            optimizer=p.optimizer, shared=self.shared, steps_per_epoch=p.steps_per_epoch,
+            step_in_epoch=self.step_in_epoch, config=self.cfg, **kw,
+        )
+
+    def _evaluate(self) -> dict[str, float]:
+        p = self.parts
+        out: dict[str, float] = {}
+        for name in self.cfg.train.eval_splits:
+            split = getattr(p.data, name)
+            if split is None:
+                continue
+            loss, acc = evaluate(p.model, p.loss_fn, split, batch_size=self.cfg.train.eval_batch_size,
+                                 accuracy_fn=p.accuracy_fn)
+            out[f"{name}_loss"] = loss
+            out[f"{name}_acc"] = acc
+        return out
+
+    def _gradient(self, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
+        """Backward of the mini-batch (or, for GD, the whole train set in chunks); returns loss."""
+        p = self.parts
+        p.optimizer.zero_grad(set_to_none=True)
+        p.model.train()
+        if x is not None and y is not None:
+            loss = p.loss_fn(p.model(x), y)
+            loss.backward()
+            return loss.detach()
+        # Full batch: the mean over N as a sum of chunk means weighted n_c / N, so memory is
+        # bounded by the chunk size and the gradient equals that of the one-batch mean.
+        train = p.data.train
+        n = len(train)
+        total = torch.zeros((), dtype=torch.float64, device=p.device)
+        for xc, yc in train.batches(self.cfg.train.grad_chunk_size):
+            w = len(yc) / n
+            lc = p.loss_fn(p.model(xc), yc)
+            (lc * w).backward()
+            total += lc.detach().double() * w
+        return total
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> str:
+        """Train to the end; returns the final status (``finished``)."""
+        p = self.parts
+        state = load_checkpoint(self.ckpt_dir) if self.resume else None
+        if state is not None:
+            self._restore(state)
+        else:
+            self.store.truncate_after(0)
+            ctx = self._context()
+            first = Measurement(dict(self._evaluate()))
+            first.scalars["epochs_done"] = 0.0
+            for pr in p.probes:
+                first.update(pr.on_train_start(ctx))
+            self.store.write_step(0, 0, first.scalars, first.arrays)
+            self.save()
+        self.store.set_status("running")
+        need_vectors = any(pr.needs_vectors for pr in p.probes)
+        progress = _Progress(p.total_steps, enabled=self.cfg.train.progress)
+        progress.advance(self.step)
+        try:
+            while self.step < p.total_steps:
+                if self.step_in_epoch == 0 or self.perm is None:
+                    self.perm = (
+                        None if p.full_batch
+                        else torch.randperm(len(p.data.train), generator=self.data_gen)
+                    )
+                loss = self._one_step(need_vectors)
+                progress.advance(1, loss)
+        except BaseException:
+            progress.close()
+            raise
+        progress.close()
+        self.store.set_status("finished", last_step=self.step)
+        return "finished"
+
+    def _one_step(self, need_vectors: bool) -> float:
+        p = self.parts
+        t = self.step
+        lr = float(p.schedule(t))
+        for g in p.optimizer.param_groups:
+            g["lr"] = lr
+        if p.full_batch:
+            batch = None
+            loss_t = self._gradient(None, None)
+        else:
+            idx = self.perm[self.step_in_epoch * p.batch_size : (self.step_in_epoch + 1) * p.batch_size]
+            batch = p.data.train.index(idx)
+            if p.data.train.transform is not None:
+                batch = (p.data.train.transform(batch[0], self.data_gen), batch[1])
+            loss_t = self._gradient(*batch)
+        loss = float(loss_t)
+        if not math.isfinite(loss):
+            self._diverge(t, loss)
+        theta = flat_params(p.model) if need_vectors else None
+        grad = flat_grads(p.model) if need_vectors else None
+        if hasattr(p.optimizer, "prepare"):
+            p.optimizer.prepare(step=t, epoch=self.epoch, shared=self.shared)
+        p.optimizer.step()
+        theta_next = flat_params(p.model) if need_vectors else None
+
+        epoch_end = self.step_in_epoch == p.steps_per_epoch - 1 or t == p.total_steps - 1
+        ctx = self._context(lr=lr, batch=batch, loss=loss, grad=grad, theta=theta,
+                            theta_next=theta_next, epoch_end=epoch_end)
+        m = Measurement({"batch_loss": loss})
+        for pr in p.probes:
+            m.update(pr.observe(ctx))
+            if pr.due(t, self.epoch):
+                m.update(pr.measure(ctx))
+        if epoch_end:
+            for pr in p.probes:
+                m.update(pr.on_epoch_end(ctx))
+        self.store.write_step(t, self.epoch, m.scalars, m.arrays)
+
+        self.step = t + 1
+        self.step_in_epoch += 1
+        if epoch_end:
+            epochs_done = self.epoch + 1
+            last = self.step == p.total_steps
+            every = self.cfg.train.eval_every
+            if last or (every and epochs_done % every == 0):
+                ev = self._evaluate()
+                ev["epochs_done"] = float(epochs_done)
+                if not math.isfinite(ev.get("train_loss", 0.0)):
+                    self._diverge(self.step, ev["train_loss"])
+                self.store.write_step(self.step, self.epoch, ev)
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.perm = None
+            self.save()
+        elif self.cfg.train.checkpoint_every and self.step % self.cfg.train.checkpoint_every == 0:
+            self.save()
+        if self._kill_at is not None and t == self._kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return loss
+
+    def _diverge(self, step: int, value: float) -> None:
+        self.store.set_status("diverged", diverged_step=step,
+                              error=f"loss became {value} at step {step}")
+        raise DivergedError(
+            f"training diverged: loss became {value} at step {step} "
+            f"(lr={self.cfg.optim.lr}); metrics up to step {step - 1} are kept in {self.run_dir}",
+            step,
+        )
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to(v, device) for v in obj]
+    return obj
+
+
+class _Progress:
+    """A rich progress bar with steps/s and ETA, on a terminal only."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} steps/s"), TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(), transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=total, rate="-", loss="-")
+
+    def advance(self, n: int, loss: float | None = None) -> None:
+        if self.bar is None:
+            return
+        self.bar.advance(self.task, n)
+        speed = self.bar.tasks[0].speed
+        fields: dict[str, str] = {"rate": f"{speed:.1f}" if speed else "-"}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4f}"
+        self.bar.update(self.task, **fields)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,4 +1,4 @@
-"""A small registry by name, with "did you mean" suggestions (models, datasets, probes, optimizers)."""
+"""A registry by name with "did you mean" suggestions (models, datasets, probes, optimizers)."""
 
 from __future__ import annotations
 

@@ -46,15 +46,20 @@ def run_demo(out: str | Path = "runs/demo") -> Path:
     evals = wide.dropna(subset=["train_loss"])
     from rich.table import Table
 
-    t = Table("epoch", "train loss", "train acc", "val acc", "mean cos(g_t, g_t+1)",
-              "‖θ − θ₀‖")
+    t = Table("epoch", "train loss", "train acc", "val acc", "mean cos(g_t, g_t+1)", "‖θ − θ₀‖")
     steps_per_epoch = max(1, int(wide.index.max()) // max(1, int(evals["epochs_done"].max())))
     for step, row in evals.iterrows():
         e = int(row["epochs_done"])
         sl = wide.loc[(wide.index >= step - steps_per_epoch) & (wide.index < step)]
         cos = sl["grad_cosine"].mean() if "grad_cosine" in sl and len(sl) else float("nan")
         dist = sl["distance"].iloc[-1] if "distance" in sl and len(sl) else float("nan")
-        t.add_row(str(e), fmt(row["train_loss"]), fmt(row["train_acc"]), fmt(row["val_acc"]),
-                  fmt(cos), fmt(dist))
+        t.add_row(
+            str(e),
+            fmt(row["train_loss"]),
+            fmt(row["train_acc"]),
+            fmt(row["val_acc"]),
+            fmt(cos),
+            fmt(dist),
+        )
     console.print(t)
     return path

@@ -96,7 +96,9 @@ def show(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None
 
     r = load_run(run_dir)
     info = r.info
-    console.print(f"[bold]{r.path}[/bold]  status: {info['status']}  last step: {info['last_step']}")
+    console.print(
+        f"[bold]{r.path}[/bold]  status: {info['status']}  last step: {info['last_step']}"
+    )
     if info.get("error"):
         console.print(f"error: {info['error'].splitlines()[0]}")
     console.print(yaml.safe_dump(r.config, sort_keys=False).rstrip())

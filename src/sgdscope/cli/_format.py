@@ -11,8 +11,16 @@ from ..store import Run
 
 console = Console()
 
-KEY_METRICS = ("train_loss", "train_acc", "val_acc", "test_acc", "lambda_1", "grad_cosine",
-               "distance", "height")
+KEY_METRICS = (
+    "train_loss",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "lambda_1",
+    "grad_cosine",
+    "distance",
+    "height",
+)
 
 
 def fmt(v: float | None) -> str:
@@ -30,8 +38,14 @@ def runs_table(runs: list[Run]) -> Table:
     for r in runs:
         info = r.info
         last = r.last()
-        t.add_row(r.name, info["status"], fmt(info.get("last_step")),
-                  fmt(last.get("train_loss")), fmt(last.get("val_acc")), fmt(last.get("test_acc")))
+        t.add_row(
+            r.name,
+            info["status"],
+            fmt(info.get("last_step")),
+            fmt(last.get("train_loss")),
+            fmt(last.get("val_acc")),
+            fmt(last.get("test_acc")),
+        )
     return t
 
 

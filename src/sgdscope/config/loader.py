@@ -72,7 +72,7 @@ def parse_value(text: str) -> Any:
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one dotted ``a.b.c=value`` override in place (list items by index: ``probes.0.every``)."""
+    """Apply one dotted ``a.b.c=value`` override in place (list items by index: ``probes.0.x``)."""
     if "=" not in override:
         raise ConfigError(f"override {override!r} must look like key=value (e.g. optim.lr=0.05)")
     key, _, raw = override.partition("=")

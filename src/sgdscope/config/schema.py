@@ -82,7 +82,9 @@ class ProbeConfig(_Section):
 
 
 def _default_probes() -> list[ProbeConfig]:
-    return [ProbeConfig(name=n) for n in ("lr", "grad_norm", "param_norm", "distance", "grad_cosine")]
+    return [
+        ProbeConfig(name=n) for n in ("lr", "grad_norm", "param_norm", "distance", "grad_cosine")
+    ]
 
 
 class StoreConfig(_Section):

@@ -121,9 +121,18 @@ def load_dataset(
     if "download" in params:
         kwargs["download"] = download
     raw: RawData = fn(**kwargs)
-    return prepare(name, raw, seed=seed, val_fraction=val_fraction, subset=subset,
-                   probe_size=probe_size, probe_fraction=probe_fraction, standardize=standardize,
-                   augment=augment, device=device)
+    return prepare(
+        name,
+        raw,
+        seed=seed,
+        val_fraction=val_fraction,
+        subset=subset,
+        probe_size=probe_size,
+        probe_fraction=probe_fraction,
+        standardize=standardize,
+        augment=augment,
+        device=device,
+    )
 
 
 def prepare(
@@ -145,7 +154,7 @@ def prepare(
     y_all = _as_tensor(raw.y_train, torch.int64)
     n_all = len(y_all)
     perm = torch.randperm(n_all, generator=gen)
-    n_val = int(round(val_fraction * n_all))
+    n_val = round(val_fraction * n_all)
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if subset is not None:
         if subset < 1 or subset > len(train_idx):
@@ -176,7 +185,7 @@ def prepare(
         info["standardize_std"] = float(std.mean())
 
     n_train = len(y_tr)
-    n_probe = probe_size if probe_size is not None else max(1, int(round(probe_fraction * n_train)))
+    n_probe = probe_size if probe_size is not None else max(1, round(probe_fraction * n_train))
     if n_probe < 1 or n_probe > n_train:
         raise ConfigError(
             f"data.probe_size={n_probe}: must be between 1 and the train size {n_train}"
@@ -188,11 +197,22 @@ def prepare(
     val = Split(x_va, y_va, "val") if n_val > 0 else None
     test = Split(x_te, y_te, "test") if x_te is not None and y_te is not None else None
     info.update(
-        n_train=n_train, n_val=n_val, n_test=0 if test is None else len(test), n_probe=n_probe,
-        probe_indices=probe_idx.tolist(), train_indices_of_original=train_idx.tolist(),
+        n_train=n_train,
+        n_val=n_val,
+        n_test=0 if test is None else len(test),
+        n_probe=n_probe,
+        probe_indices=probe_idx.tolist(),
+        train_indices_of_original=train_idx.tolist(),
     )
     bundle = DataBundle(
-        name=name, train=train, val=val, test=test, probe=probe,
-        input_shape=tuple(x_tr.shape[1:]), num_classes=raw.num_classes, task=raw.task, info=info,
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        probe=probe,
+        input_shape=tuple(x_tr.shape[1:]),
+        num_classes=raw.num_classes,
+        task=raw.task,
+        info=info,
     )
     return bundle.to(device)

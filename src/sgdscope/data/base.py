@@ -67,7 +67,7 @@ class Split:
         augment: bool = False,
         generator: torch.Generator | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)`` batches in ``order`` (default: sequential), last one possibly smaller."""
+        """Yield ``(x, y)`` batches in ``order`` (default: sequential); the last may be smaller."""
         n = len(self)
         bs = n if batch_size is None else int(batch_size)
         for start in range(0, n, bs):

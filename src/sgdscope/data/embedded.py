@@ -26,8 +26,15 @@ def digits(*, seed: int = 0, test_fraction: float = 0.2) -> RawData:
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
-    return RawData(x_tr, y_tr, x_te, y_te, num_classes=10, info={"source": "sklearn.load_digits"},
-                   standardize_axes=(0, 1, 2, 3))
+    return RawData(
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        num_classes=10,
+        info={"source": "sklearn.load_digits"},
+        standardize_axes=(0, 1, 2, 3),
+    )
 
 
 def _mnist1d_cache(seed: int) -> Path:
@@ -60,9 +67,12 @@ def mnist1d(*, seed: int = 0, num_samples: int = 5000, cache: bool = True) -> Ra
             tmp.replace(path)
     digest = hashlib.sha256(np.asarray(d["x"], dtype=np.float64).tobytes()).hexdigest()[:12]
     return RawData(
-        np.asarray(d["x"], np.float32), np.asarray(d["y"], np.int64),
-        np.asarray(d["x_test"], np.float32), np.asarray(d["y_test"], np.int64),
-        num_classes=10, info={"source": "mnist1d.make_dataset", "sha256_12": digest},
+        np.asarray(d["x"], np.float32),
+        np.asarray(d["y"], np.int64),
+        np.asarray(d["x_test"], np.float32),
+        np.asarray(d["y_test"], np.int64),
+        num_classes=10,
+        info={"source": "mnist1d.make_dataset", "sha256_12": digest},
     )
 
 

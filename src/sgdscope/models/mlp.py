@@ -10,8 +10,13 @@ from torch import nn
 from ..errors import ConfigError
 from ._registry import register_model
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
-               "softplus": nn.Softplus}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+}
 
 
 @register_model("mlp")

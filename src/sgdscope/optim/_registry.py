@@ -71,6 +71,9 @@ def build_optimizer(
 def _sgd(params: list[nn.Parameter], ctx: OptimContext) -> torch.optim.Optimizer:
     """Plain torch SGD (momentum, weight decay and Nesterov from the ``optim`` section)."""
     return torch.optim.SGD(
-        params, lr=ctx.lr, momentum=ctx.momentum, weight_decay=ctx.weight_decay,
+        params,
+        lr=ctx.lr,
+        momentum=ctx.momentum,
+        weight_decay=ctx.weight_decay,
         nesterov=ctx.nesterov,
     )

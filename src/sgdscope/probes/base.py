@@ -2,7 +2,8 @@
 
 A probe is a callback-like object. The Trainer (or a user's own loop) calls, in this order:
 
-1. ``on_train_start(ctx)`` once, at θ₀ before the first update (and again after a resume);
+1. ``on_train_start(ctx)`` once, at θ₀ before the first update (not again after a resume:
+   the probe's restored state carries on);
 2. at every update t, after the optimizer step (so θ_t, g_t and θ_{t+1} are all known):
    ``observe(ctx)`` (cheap bookkeeping, e.g. keep g_t for the next cosine), then, when
    ``due(ctx.step, ctx.epoch)``, ``measure(ctx)``;
@@ -163,7 +164,7 @@ class Probe:
         return self.every(step, epoch)
 
     def on_train_start(self, ctx: ProbeContext) -> Measurement | None:
-        """Called once at θ₀ before the first update (and after a resume, with the restored state)."""
+        """Called once at θ₀ before the first update (not again after a resume)."""
         return None
 
     def observe(self, ctx: ProbeContext) -> Measurement | None:

@@ -104,9 +104,7 @@ class Run:
         if not rows:
             raise KeyError(f"no array {name!r} in run {self.name} (have: {self.array_names()})")
         steps = np.array([r[0] for r in rows], dtype=np.int64)
-        arrs = [
-            np.frombuffer(r[3], dtype=np.dtype(r[1])).reshape(json.loads(r[2])) for r in rows
-        ]
+        arrs = [np.frombuffer(r[3], dtype=np.dtype(r[1])).reshape(json.loads(r[2])) for r in rows]
         if len({a.shape for a in arrs}) == 1:
             return steps, np.stack(arrs)
         out = np.empty(len(arrs), dtype=object)

@@ -18,12 +18,15 @@ from ..errors import ConfigError
 from ..losses import accuracy, loss_for_task
 from ..models import build_model
 from ..optim import OPTIMIZERS, OptimContext, build_optimizer
+
 try:
     from ..optim.schedules import make_schedule
 except ImportError:  # TEMP until schedules land
 
     def make_schedule(name, *, lr, steps_per_epoch, total_steps, **options):
         return lambda step: lr
+
+
 from ..probes import Probe, When, build_probe
 
 
@@ -62,9 +65,18 @@ class Parts:
 def build_data(cfg: RunConfig, device: torch.device) -> DataBundle:
     d = cfg.data
     return load_dataset(
-        d.name, root=d.root, seed=cfg.seed, val_fraction=d.val_fraction, subset=d.subset,
-        probe_size=d.probe_size, probe_fraction=d.probe_fraction, standardize=d.standardize,
-        augment=d.augment, download=d.download, device=device, **d.options,
+        d.name,
+        root=d.root,
+        seed=cfg.seed,
+        val_fraction=d.val_fraction,
+        subset=d.subset,
+        probe_size=d.probe_size,
+        probe_fraction=d.probe_fraction,
+        standardize=d.standardize,
+        augment=d.augment,
+        download=d.download,
+        device=device,
+        **d.options,
     )
 
 
@@ -99,25 +111,48 @@ def build_parts(cfg: RunConfig) -> Parts:
     loss_fn = loss_for_task(data.task)
     params = [p for p in model.parameters() if p.requires_grad]
     octx = OptimContext(
-        lr=cfg.optim.lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
-        nesterov=cfg.optim.nesterov, seed=cfg.seed, model=model, loss_fn=loss_fn, data=data,
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+        nesterov=cfg.optim.nesterov,
+        seed=cfg.seed,
+        model=model,
+        loss_fn=loss_fn,
+        data=data,
         device=device,
     )
     optimizer = build_optimizer(cfg.optim.name, params, octx, **cfg.optim.options)
     schedule = make_schedule(
-        cfg.schedule.name, lr=cfg.optim.lr, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, **cfg.schedule.options,
+        cfg.schedule.name,
+        lr=cfg.optim.lr,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        **cfg.schedule.options,
     )
     probes = []
     for pc in cfg.probes:
-        when = When(pc.every, epochs=pc.epochs, log_spaced=pc.log_spaced, steps=pc.steps,
-                    max_step=total_steps)
+        when = When(
+            pc.every,
+            epochs=pc.epochs,
+            log_spaced=pc.log_spaced,
+            steps=pc.steps,
+            max_step=total_steps,
+        )
         probes.append(build_probe(pc.name, when, **pc.options))
     probes.sort(key=lambda p: p.order)  # stable: config order within equal priority
     return Parts(
-        device=device, data=data, model=model, loss_fn=loss_fn, accuracy_fn=accuracy,
-        optimizer=optimizer, schedule=schedule, probes=probes, full_batch=full_batch,
-        batch_size=batch_size, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        device=device,
+        data=data,
+        model=model,
+        loss_fn=loss_fn,
+        accuracy_fn=accuracy,
+        optimizer=optimizer,
+        schedule=schedule,
+        probes=probes,
+        full_batch=full_batch,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
         num_epochs=num_epochs,
     )
 
@@ -131,5 +166,14 @@ def _cast(data: DataBundle, dtype: torch.dtype) -> DataBundle:
         x = s.x.to(dtype) if s.x.is_floating_point() else s.x
         return Split(x, s.y, s.name, s.transform)
 
-    return DataBundle(data.name, c(data.train), c(data.val), c(data.test), c(data.probe),
-                      data.input_shape, data.num_classes, data.task, data.info)
+    return DataBundle(
+        data.name,
+        c(data.train),
+        c(data.val),
+        c(data.test),
+        c(data.probe),
+        data.input_shape,
+        data.num_classes,
+        data.task,
+        data.info,
+    )

@@ -16,20 +16,20 @@ def _eval_pass(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     split,
     batch_size: int,
-    accuracy_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    accuracy_fn: Callable[[torch.Tensor, torch.Tensor], float] | None,
 ) -> tuple[float, float]:
     total_loss = torch.zeros((), dtype=torch.float64, device=split.device)
-    total_correct = torch.zeros((), dtype=torch.float64, device=split.device)
+    total_correct = 0.0
     total = 0
     for x, y in split.batches(batch_size):
         out = model(x)
         n = y.numel()
         total_loss += loss_fn(out, y).double() * n
         if accuracy_fn is not None:
-            total_correct += accuracy_fn(out, y).double() * n
+            total_correct += float(accuracy_fn(out, y)) * n
         total += n
     loss = float(total_loss / total)
-    acc = float(total_correct / total) if accuracy_fn is not None else float("nan")
+    acc = total_correct / total if accuracy_fn is not None else float("nan")
     return loss, acc
 
 

@@ -108,10 +108,19 @@ class Trainer:
     def _context(self, **kw: Any) -> ProbeContext:
         p = self.parts
         return ProbeContext(
-            model=p.model, loss_fn=p.loss_fn, step=self.step, epoch=self.epoch,
-            lr=kw.pop("lr", p.schedule(self.step)), theta0=self.theta0, data=p.data,
-            optimizer=p.optimizer, shared=self.shared, steps_per_epoch=p.steps_per_epoch,
-            step_in_epoch=self.step_in_epoch, config=self.cfg, **kw,
+            model=p.model,
+            loss_fn=p.loss_fn,
+            step=self.step,
+            epoch=self.epoch,
+            lr=kw.pop("lr", p.schedule(self.step)),
+            theta0=self.theta0,
+            data=p.data,
+            optimizer=p.optimizer,
+            shared=self.shared,
+            steps_per_epoch=p.steps_per_epoch,
+            step_in_epoch=self.step_in_epoch,
+            config=self.cfg,
+            **kw,
         )
 
     def _evaluate(self) -> dict[str, float]:
@@ -121,8 +130,13 @@ class Trainer:
             split = getattr(p.data, name)
             if split is None:
                 continue
-            loss, acc = evaluate(p.model, p.loss_fn, split, batch_size=self.cfg.train.eval_batch_size,
-                                 accuracy_fn=p.accuracy_fn)
+            loss, acc = evaluate(
+                p.model,
+                p.loss_fn,
+                split,
+                batch_size=self.cfg.train.eval_batch_size,
+                accuracy_fn=p.accuracy_fn,
+            )
             out[f"{name}_loss"] = loss
             out[f"{name}_acc"] = acc
         return out
@@ -172,7 +186,8 @@ class Trainer:
             while self.step < p.total_steps:
                 if self.step_in_epoch == 0 or self.perm is None:
                     self.perm = (
-                        None if p.full_batch
+                        None
+                        if p.full_batch
                         else torch.randperm(len(p.data.train), generator=self.data_gen)
                     )
                 loss = self._one_step(need_vectors)
@@ -194,7 +209,9 @@ class Trainer:
             batch = None
             loss_t = self._gradient(None, None)
         else:
-            idx = self.perm[self.step_in_epoch * p.batch_size : (self.step_in_epoch + 1) * p.batch_size]
+            idx = self.perm[
+                self.step_in_epoch * p.batch_size : (self.step_in_epoch + 1) * p.batch_size
+            ]
             batch = p.data.train.index(idx)
             if p.data.train.transform is not None:
                 batch = (p.data.train.transform(batch[0], self.data_gen), batch[1])
@@ -210,8 +227,15 @@ class Trainer:
         theta_next = flat_params(p.model) if need_vectors else None
 
         epoch_end = self.step_in_epoch == p.steps_per_epoch - 1 or t == p.total_steps - 1
-        ctx = self._context(lr=lr, batch=batch, loss=loss, grad=grad, theta=theta,
-                            theta_next=theta_next, epoch_end=epoch_end)
+        ctx = self._context(
+            lr=lr,
+            batch=batch,
+            loss=loss,
+            grad=grad,
+            theta=theta,
+            theta_next=theta_next,
+            epoch_end=epoch_end,
+        )
         m = Measurement({"batch_loss": loss})
         for pr in p.probes:
             m.update(pr.observe(ctx))
@@ -245,8 +269,9 @@ class Trainer:
         return loss
 
     def _diverge(self, step: int, value: float) -> None:
-        self.store.set_status("diverged", diverged_step=step,
-                              error=f"loss became {value} at step {step}")
+        self.store.set_status(
+            "diverged", diverged_step=step, error=f"loss became {value} at step {step}"
+        )
         raise DivergedError(
             f"training diverged: loss became {value} at step {step} "
             f"(lr={self.cfg.optim.lr}); metrics up to step {step - 1} are kept in {self.run_dir}",
@@ -279,9 +304,13 @@ class _Progress:
             )
 
             self.bar = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} steps/s"), TextColumn("loss {task.fields[loss]}"),
-                TimeRemainingColumn(), transient=True,
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} steps/s"),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeRemainingColumn(),
+                transient=True,
             )
             self.bar.start()
             self.task = self.bar.add_task("train", total=total, rate="-", loss="-")

@@ -12,8 +12,15 @@ from .data import DataBundle, Split, list_datasets, load_dataset, register_datas
 from .errors import ConfigError, DatasetNotFoundError, DivergedError, SgdscopeError
 from .models import build_model, list_models, register_model
 from .probes import Measurement, Probe, ProbeContext, When, list_probes, register_probe
+from .store import Run, load_run
+from .train import resume_run, run
 
 __all__ = [
+    # runs
+    "Run",
+    "load_run",
+    "resume_run",
+    "run",
     # data
     "DataBundle",
     "Split",

@@ -1,1 +1,19 @@
-"""(in progress)"""
+"""Sweeps: a grid of runs executed locally (process pool) or by a registered executor."""
+
+from .executors import EXECUTORS, Executor, LocalExecutor, SerialExecutor
+from .grid import expand_grid, point_name, point_overrides
+from .sweep import Sweep, is_sweep_dir, load_sweep, run_sweep
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "SerialExecutor",
+    "Sweep",
+    "expand_grid",
+    "is_sweep_dir",
+    "load_sweep",
+    "point_name",
+    "point_overrides",
+    "run_sweep",
+]

@@ -73,20 +73,23 @@ def _new_run_dir(cfg: RunConfig, out: str | Path | None) -> Path:
 
 
 def _train(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path:
-    trainer = Trainer(cfg, run_dir, resume=resume)
-    store = trainer.store
+    status = MetricsStore(run_dir / METRICS_FILE)  # records the outcome even if building fails
+    trainer = None
     try:
+        trainer = Trainer(cfg, run_dir, resume=resume)
         trainer.fit()
     except DivergedError:
         raise
     except KeyboardInterrupt:
-        store.set_status("interrupted", error="interrupted by the user; resume with --resume")
+        status.set_status("interrupted", error="interrupted by the user; resume with --resume")
         raise
     except BaseException as e:
-        store.set_status("failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        status.set_status("failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         raise
     finally:
-        store.close()
+        if trainer is not None:
+            trainer.store.close()
+        status.close()
     return run_dir
 
 

@@ -150,7 +150,9 @@ def prepare(
 ) -> DataBundle:
     """Split ``raw`` into train / val / test / probe, standardise with train statistics."""
     gen = torch.Generator().manual_seed(int(seed) + 1_000_003)
-    x_all = _as_tensor(raw.x_train, torch.float32)
+    # Language models take token ids: keep them integers.
+    x_dtype = torch.int64 if raw.task == "language_model" else torch.float32
+    x_all = _as_tensor(raw.x_train, x_dtype)
     y_all = _as_tensor(raw.y_train, torch.int64)
     n_all = len(y_all)
     perm = torch.randperm(n_all, generator=gen)
@@ -167,7 +169,7 @@ def prepare(
     val_idx, _ = torch.sort(val_idx)
     x_tr, y_tr = x_all[train_idx], y_all[train_idx]
     x_va, y_va = x_all[val_idx], y_all[val_idx]
-    x_te = None if raw.x_test is None else _as_tensor(raw.x_test, torch.float32)
+    x_te = None if raw.x_test is None else _as_tensor(raw.x_test, x_dtype)
     y_te = None if raw.y_test is None else _as_tensor(raw.y_test, torch.int64)
 
     info: dict[str, Any] = dict(raw.info)

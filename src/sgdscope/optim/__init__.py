@@ -1,5 +1,7 @@
 """Optimizers (SGD, GD with isotropic noise, Nudged-SGD, projected SGD) and LR schedules."""
 
+from . import noisy_gd as _noisy_gd  # noqa: F401  (registers noisy_gd)
+from . import nudged as _nudged  # noqa: F401  (registers nsgd, projected_sgd)
 from ._registry import (
     OPTIMIZERS,
     OptimContext,
@@ -7,5 +9,16 @@ from ._registry import (
     list_optimizers,
     register_optimizer,
 )
+from .nudged import EigenvectorsUnavailableError, NudgedSGD, ProjectedSGD, hessian_eigen_fn
 
-__all__ = ["OPTIMIZERS", "OptimContext", "build_optimizer", "list_optimizers", "register_optimizer"]
+__all__ = [
+    "EigenvectorsUnavailableError",
+    "NudgedSGD",
+    "ProjectedSGD",
+    "hessian_eigen_fn",
+    "OPTIMIZERS",
+    "OptimContext",
+    "build_optimizer",
+    "list_optimizers",
+    "register_optimizer",
+]

@@ -1,10 +1,32 @@
 """Probes: measurements the Trainer (or your own loop) runs along training."""
 
-from . import basic as _basic  # noqa: F401  (registers the cheap probes)
+from . import alignment as _alignment  # noqa: F401  (each import registers its probes)
+from . import basic as _basic  # noqa: F401
+from . import eigendirection as _eigendirection  # noqa: F401
+from . import noise_curvature as _noise_curvature  # noqa: F401
+from . import step_scale as _step_scale  # noqa: F401
+from . import walk as _walk  # noqa: F401
 from ._registry import PROBES, build_probe, list_probes, register_probe
+from .alignment import AlignmentProbe, EigenProbe
 from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_params
+from .basic import DistanceProbe, GradCosineProbe, GradNormProbe, LearningRateProbe, ParamNormProbe
+from .eigendirection import EigendirectionLossProbe
+from .noise_curvature import NoiseCurvatureProbe
+from .step_scale import StepScaleProbe
+from .walk import WalkProbe
 
 __all__ = [
+    "AlignmentProbe",
+    "DistanceProbe",
+    "EigenProbe",
+    "EigendirectionLossProbe",
+    "GradCosineProbe",
+    "GradNormProbe",
+    "LearningRateProbe",
+    "NoiseCurvatureProbe",
+    "ParamNormProbe",
+    "StepScaleProbe",
+    "WalkProbe",
     "PROBES",
     "Measurement",
     "Probe",

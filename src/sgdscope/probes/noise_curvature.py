@@ -1,0 +1,253 @@
+"""Noise–curvature alignment (paper B §4, beyond both papers).
+
+The per-sample gradient covariance C(θ) = (1/N) Σ_i (∇ℓ_i − ∇L)(∇ℓ_i − ∇L)ᵀ is never built: with
+G the N × n matrix of centred per-sample gradients, C = GᵀG / N, so the top eigenvectors of C are
+the top right singular vectors of G / √N and its eigenvalues the squared singular values.
+For cross-entropy near a minimum C ≈ H (Gauss–Newton), so the overlap of their top-k eigenspaces
+measures how much SGD's noise lies along the sharpest directions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._batching import iter_batches
+from .._state import has_batchnorm, preserved_state, set_bn_mode
+from ..errors import ConfigError
+from ._registry import register_probe
+from .alignment import EigenProbe, probe_data, unflatten
+from .base import Measurement, ProbeContext, When
+
+TRACE_METHODS = ("hutchinson", "hutch++", "exact")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def per_sample_grads(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    bn_mode: str = "eval",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """∇ℓ_i(θ) for every sample of the batch (x, y), shape (N, n), via ``torch.func.vmap(grad)``.
+
+    ℓ_i is ``loss_fn`` on the one-sample batch i. BatchNorm in train mode is refused (a batch of
+    one has no batch statistics). The model is left unchanged.
+    """
+    if bn_mode != "eval" and has_batchnorm(model):
+        raise ConfigError(
+            "per-sample gradients of a BatchNorm model need bn_mode='eval' (running statistics): "
+            f"got bn_mode={bn_mode!r}; set probes[noise_curvature].options.bn_mode=eval"
+        )
+    with torch.no_grad(), preserved_state(model):
+        set_bn_mode(model, bn_mode)
+        buffers = {k: b.detach() for k, b in model.named_buffers()}
+
+        def loss_one(th: torch.Tensor, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+            out = torch.func.functional_call(
+                model, (unflatten(model, th), buffers), (xi.unsqueeze(0),)
+            )
+            return loss_fn(out, yi.unsqueeze(0))
+
+        fn = torch.func.vmap(
+            torch.func.grad(loss_one),
+            in_dims=(None, 0, 0),
+            randomness="error",
+            chunk_size=chunk_size,
+        )
+        with torch.enable_grad():
+            return fn(theta.detach(), x, y)
+
+
+@register_probe("noise_curvature", needs_hvp=True)
+class NoiseCurvatureProbe(EigenProbe):
+    """Overlap of the top-k eigenspaces of the gradient-noise covariance C and the Hessian H.
+
+    At step t (at θ_t, on the probe set, or a fixed seeded subset of ``max_samples`` of it):
+
+    - ``noise_overlap`` = (1/k) Σ_j cos²(φ_j), φ_j the principal angles between span(top-k of C)
+      and span(top-k of H) (1: same subspace, ≈ k/n: unrelated);
+    - ``noise_trace_C`` = tr(C), ``noise_trace_H`` = tr(H) (and ``noise_trace_H_stderr``),
+      ``noise_trace_ratio`` = tr(C)/tr(H);
+    - arrays ``noise_eigenvalues_C`` (k,) and ``noise_principal_cosines`` (k,), descending.
+
+    tr(H) is estimated by ``sgdscope.curvature.hutchinson_trace`` (Hutchinson or Hutch++) with
+    ``trace_samples`` Hessian-vector products, or exactly with n products
+    (``trace_method="exact"``, small models only).
+
+    Args:
+        k: eigen-directions of C and H compared (the sharpness probe must share at least k).
+        max_samples: per-sample gradients of at most this many probe examples (memory is
+            max_samples × n numbers; None: the whole probe set).
+        chunk_size: samples per vmap chunk (None: all at once).
+        trace_method: "hutchinson", "hutch++" or "exact".
+        trace_samples: Hessian-vector products spent on tr(H) (not for "exact").
+        dtype: "float64" to take the SVD in double precision (default: the model's dtype).
+        eigen_source, refresh_every, bn_mode, batch_size, lanczos_tol, seed: see
+            :class:`~sgdscope.probes.alignment.EigenProbe`.
+
+    Example:
+        >>> probe = NoiseCurvatureProbe(k=5, max_samples=256)
+    """
+
+    name = "noise_curvature"
+
+    def __init__(
+        self,
+        every: When | None = None,
+        *,
+        k: int = 5,
+        max_samples: int | None = 256,
+        chunk_size: int | None = None,
+        trace_method: str = "hutchinson",
+        trace_samples: int = 20,
+        dtype: str | None = None,
+        eigen_source: str = "shared",
+        refresh_every: int = 1,
+        bn_mode: str = "eval",
+        batch_size: int | None = None,
+        lanczos_tol: float = 1e-4,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            every,
+            eigen_source=eigen_source,
+            refresh_every=refresh_every,
+            bn_mode=bn_mode,
+            batch_size=batch_size,
+            lanczos_tol=lanczos_tol,
+            seed=seed,
+        )
+        if int(k) < 1:
+            raise ConfigError(f"probes[noise_curvature].options.k={k}: must be >= 1")
+        if max_samples is not None and int(max_samples) < 2:
+            raise ConfigError(
+                f"probes[noise_curvature].options.max_samples={max_samples}: need >= 2 samples "
+                "for a covariance (or null for the whole probe set)"
+            )
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ConfigError(f"probes[noise_curvature].options.chunk_size={chunk_size}: >= 1")
+        if trace_method not in TRACE_METHODS:
+            raise ConfigError(
+                f"probes[noise_curvature].options.trace_method={trace_method!r}: must be one of "
+                f"{TRACE_METHODS}"
+            )
+        least = 6 if trace_method == "hutch++" else 2  # a standard error needs two samples
+        if int(trace_samples) < least:
+            raise ConfigError(
+                f"probes[noise_curvature].options.trace_samples={trace_samples}: must be >= "
+                f"{least} for trace_method={trace_method!r}"
+            )
+        if dtype is not None and dtype not in DTYPES:
+            raise ConfigError(
+                f"probes[noise_curvature].options.dtype={dtype!r}: must be one of "
+                f"{sorted(DTYPES)} or null (the model's dtype)"
+            )
+        self.k = int(k)
+        self.max_samples = None if max_samples is None else int(max_samples)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.trace_method = trace_method
+        self.trace_samples = int(trace_samples)
+        self.dtype = None if dtype is None else DTYPES[dtype]
+
+    def _samples(self, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        batches = list(iter_batches(data))
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        if self.max_samples is not None and len(y) > self.max_samples:
+            # A fixed subset (seeded by the probe's seed, not its running generator), so that
+            # every measurement sees the same examples.
+            gen = torch.Generator().manual_seed(self.seed + 7919)
+            idx, _ = torch.sort(torch.randperm(len(y), generator=gen)[: self.max_samples])
+            x, y = x[idx.to(x.device)], y[idx.to(y.device)]
+        return x, y
+
+    def noise_eigen(self, ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Top-k eigenvectors (n × k) and eigenvalues (k,) of C at θ_t, and tr(C)."""
+        assert ctx.theta is not None
+        x, y = self._samples(probe_data(ctx, self.name))
+        if len(y) < 2:
+            raise ConfigError("noise_curvature needs a probe set of at least 2 examples")
+        grads = per_sample_grads(
+            ctx.model,
+            ctx.loss_fn,
+            x,
+            y,
+            ctx.theta,
+            bn_mode=self.bn_mode,
+            chunk_size=self.chunk_size,
+        )
+        if self.dtype is not None:
+            grads = grads.to(self.dtype)
+        n_samples = grads.shape[0]
+        centred = (grads - grads.mean(dim=0, keepdim=True)) / math.sqrt(n_samples)
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        k = min(self.k, s.numel())
+        # tr(C) = ‖G/√N‖_F² = the sum of all squared singular values (no copy of G needed).
+        return vh[:k].T, s[:k] ** 2, float((s.double() ** 2).sum())
+
+    def _hessian(self, ctx: ProbeContext) -> Any:
+        """H on the probe set at θ_t, as a ``sgdscope.curvature.HessianOperator``."""
+        from ..curvature import HessianOperator  # lazy: keeps probes importable on their own
+
+        return HessianOperator(
+            ctx.model,
+            ctx.loss_fn,
+            probe_data(ctx, self.name),
+            bn_mode=self.bn_mode,
+            ghost_batch_size=self.batch_size if self.bn_mode == "ghost" else None,
+            batch_size=self.batch_size,
+            theta=ctx.theta,
+        )
+
+    def hessian_trace(self, ctx: ProbeContext) -> tuple[float, float]:
+        """tr(H) on the probe set at θ_t and its standard error (0 when exact)."""
+        assert ctx.theta is not None
+        op = self._hessian(ctx)
+        n = op.shape[0]
+        if self.trace_method == "exact":
+            # n unit vectors, in blocks so that memory stays O(block · n).
+            total = 0.0
+            for start in range(0, n, 64):
+                cols = torch.arange(start, min(start + 64, n))
+                unit = torch.zeros(n, len(cols), dtype=op.dtype, device=op.device)
+                unit[cols.to(op.device), torch.arange(len(cols), device=op.device)] = 1.0
+                total += float((unit.double() * op.matmat(unit).double()).sum())
+            return total, 0.0
+        from ..curvature import hutchinson_trace
+
+        # A new seed per measurement, drawn from the probe's (checkpointed) generator.
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self._gen))
+        est = hutchinson_trace(op, self.trace_samples, seed=seed, method=self.trace_method)
+        return float(est.estimate), float(est.stderr)
+
+    def measure(self, ctx: ProbeContext) -> Measurement:
+        if ctx.theta is None:
+            raise ValueError("NoiseCurvatureProbe needs ctx.theta (θ_t)")
+        hess, _ = self.eigenvectors(ctx, self.k)
+        noise, noise_values, trace_c = self.noise_eigen(ctx)
+        k = noise.shape[1]
+        m_mat = noise.double().T @ hess[:, :k].double()  # k × k; singular values = cos φ_j
+        cos = torch.linalg.svdvals(m_mat).clamp(max=1.0)
+        trace_h, trace_h_err = self.hessian_trace(ctx)
+        return Measurement(
+            scalars={
+                "noise_overlap": float((cos**2).mean()),
+                "noise_trace_C": trace_c,
+                "noise_trace_H": trace_h,
+                "noise_trace_H_stderr": trace_h_err,
+                "noise_trace_ratio": trace_c / trace_h if trace_h != 0 else math.nan,
+            },
+            arrays={
+                "noise_eigenvalues_C": noise_values.double().cpu().numpy(),
+                "noise_principal_cosines": cos.cpu().numpy(),
+            },
+        )

@@ -26,21 +26,104 @@ Overrides = Annotated[
 ]
 
 
+Variant = Annotated[
+    str, typer.Option("--variant", "-v", help="recipe variant: small (embedded data) or paper")
+]
+
+
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config file (or a recipe name)")],
+    config: Annotated[str, typer.Argument(help="YAML config file, or a recipe name")],
     overrides: Overrides = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    variant: Variant = "small",
 ) -> None:
-    """Train one run from a config.
+    """Train one run from a config file or a recipe.
 
     Example: sgdscope run my.yaml optim.lr=0.05 train.epochs=10 --out runs/lr005
     """
+    from ..errors import ConfigError
+    from ..recipes import resolve_source
     from ..train import run as run_fn
 
-    path = run_fn(_config_source(config), overrides or [], out=out, resume=resume)
+    if resume and out is not None and _is_run(out):
+        _summary(run_fn(None, out=out, resume=True))
+        return
+    source, grid, base_overrides = resolve_source(config, variant)
+    if grid:
+        raise ConfigError(
+            f"recipe {config!r} is a sweep over {', '.join(_grid_keys(grid))}: run it with "
+            f"`sgdscope sweep {config}`, or pin the grid's keys with overrides"
+        )
+    path = run_fn(source, base_overrides + list(overrides or []), out=out, resume=resume)
     _summary(path)
+
+
+@app.command()
+def sweep(
+    recipe: Annotated[str, typer.Argument(help="recipe name or recipe YAML with a grid")],
+    overrides: Overrides = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="sweep directory")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 1,
+    variant: Variant = "small",
+    executor: Annotated[str, typer.Option(help="local (process pool) or serial")] = "local",
+) -> None:
+    """Run every point of a recipe's grid (skips finished runs; failures do not stop others).
+
+    Example: sgdscope sweep a-peak-vs-lr --workers 2 --out runs/peak-lr
+    """
+    from ..recipes import resolve_source
+    from ..sweep import load_sweep, run_sweep
+
+    source, grid, base_overrides = resolve_source(recipe, variant)
+    if isinstance(source, Path):
+        source = yaml.safe_load(source.read_text())
+    name = source.get("name", Path(recipe).stem)
+    out = out or Path("runs") / f"{name}-{variant}"
+    path = run_sweep(
+        source,
+        grid,
+        out,
+        overrides=base_overrides + list(overrides or []),
+        workers=workers,
+        executor=executor,
+    )
+    s = load_sweep(path)
+    console.print(f"sweep: {path}")
+    cols = [
+        c
+        for c in [
+            "run",
+            "status",
+            "train_loss",
+            "val_acc",
+            "test_acc",
+            "peak_lambda_1",
+            "mean_grad_cosine",
+            "distance",
+        ]
+        if c in s.summary
+    ]
+    console.print(s.summary[cols].to_string(index=False))
+
+
+@app.command()
+def recipes() -> None:
+    """List the packaged recipes: one per figure or table of the two papers.
+
+    Example: sgdscope recipes
+    """
+    from rich.table import Table
+
+    from ..recipes import list_recipes
+    from ..sweep import expand_grid
+
+    t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
+    for r in list_recipes():
+        _, grid, _ = r.resolve("small")
+        t.add_row(r.name, r.paper, r.reproduces, str(len(expand_grid(grid))), r.title)
+    console.print(t)
 
 
 @app.command()
@@ -116,15 +199,16 @@ def config_reference_cmd() -> None:
     print(config_reference())
 
 
-def _config_source(config: Path) -> Path:
-    if config.exists():
-        return config
-    try:
-        from ..recipes import recipe_path
-    except ImportError:
-        return config
-    found = recipe_path(str(config))
-    return found if found is not None else config
+def _is_run(path: Path) -> bool:
+    from ..store import is_run_dir
+
+    return is_run_dir(path)
+
+
+def _grid_keys(grid) -> list[str]:
+    from ..sweep import grid_keys
+
+    return grid_keys(grid)
 
 
 def _summary(path: Path) -> None:
@@ -139,8 +223,15 @@ def _mount_optional() -> None:
     try:
         from .data_cmd import app as data_app
     except ImportError:
-        return
-    app.add_typer(data_app, name="data", help="List and download datasets.")
+        pass
+    else:
+        app.add_typer(data_app, name="data", help="List and download datasets.")
+    try:
+        from .report_cmd import report
+    except ImportError:
+        pass
+    else:
+        app.command("report")(report)
 
 
 _mount_optional()

@@ -1,7 +1,7 @@
 """Sweeps: a grid of runs executed locally (process pool) or by a registered executor."""
 
 from .executors import EXECUTORS, Executor, LocalExecutor, SerialExecutor
-from .grid import expand_grid, point_name, point_overrides
+from .grid import expand_grid, grid_keys, point_name, point_overrides
 from .sweep import Sweep, is_sweep_dir, load_sweep, run_sweep
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "SerialExecutor",
     "Sweep",
     "expand_grid",
+    "grid_keys",
     "is_sweep_dir",
     "load_sweep",
     "point_name",

@@ -9,18 +9,36 @@ from typing import Any
 from ..errors import ConfigError
 
 
-def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
-    """The cartesian product of ``grid`` as a list of ``{dotted key: value}`` (first key slowest).
+def expand_grid(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The points of a grid as a list of ``{dotted key: value}``.
 
-    An empty or missing grid gives one point with no overrides.
+    ``grid`` is either a dict ``{key: [values]}`` (the cartesian product, first key slowest) or a
+    list of explicit points ``[{key: value, ...}, ...]`` (for comparisons whose runs differ in
+    several keys at once, e.g. SGD vs Nudged-SGD with options). An empty or missing grid gives one
+    point with no overrides.
     """
     if not grid:
         return [{}]
+    if isinstance(grid, list):
+        for i, point in enumerate(grid):
+            if not isinstance(point, dict):
+                raise ConfigError(f"grid[{i}]: must be a mapping of key: value, got {point!r}")
+        return [dict(p) for p in grid]
+    if not isinstance(grid, dict):
+        raise ConfigError("grid: must be a mapping of key: [values] or a list of points")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{key}: must be a non-empty list of values, got {values!r}")
     keys = list(grid)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def grid_keys(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[str]:
+    """The keys a grid varies, in first-seen order."""
+    keys: list[str] = []
+    for point in expand_grid(grid):
+        keys += [k for k in point if k not in keys]
+    return keys
 
 
 def _short(key: str) -> str:

@@ -20,7 +20,7 @@ from ..config import load_config
 from ..errors import DivergedError, SgdscopeError
 from ..store import Run, is_run_dir, load_run
 from .executors import EXECUTORS
-from .grid import expand_grid, point_name, point_overrides
+from .grid import expand_grid, grid_keys, point_name, point_overrides
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
@@ -77,7 +77,7 @@ def _execute(task: _Task) -> dict[str, Any]:
 
 def run_sweep(
     config: dict[str, Any],
-    grid: dict[str, list[Any]] | None,
+    grid: dict[str, list[Any]] | list[dict[str, Any]] | None,
     out: str | Path,
     *,
     overrides: list[str] | None = None,
@@ -88,7 +88,8 @@ def run_sweep(
 
     Args:
         config: the base run config (a dict, as in a YAML file).
-        grid: ``{"optim.lr": [0.01, 0.1], "seed": [0, 1]}`` — one run per combination.
+        grid: ``{"optim.lr": [0.01, 0.1], "seed": [0, 1]}`` — one run per combination — or a
+            list of explicit points ``[{"optim.name": "sgd"}, {"optim.name": "nsgd", ...}]``.
         out: the sweep directory (created; reused to skip finished runs).
         overrides: ``key=value`` strings applied to every run before the grid point's values.
         workers: parallel worker processes (each with one torch thread).
@@ -144,8 +145,8 @@ class Sweep:
         if not is_sweep_dir(self.path):
             raise SgdscopeError(f"{str(self.path)!r} is not a sweep directory (no {SWEEP_FILE})")
         self.spec = yaml.safe_load((self.path / SWEEP_FILE).read_text())
-        self.grid: dict[str, list[Any]] = self.spec.get("grid") or {}
-        self.grid_keys = list(self.grid)
+        self.grid: dict[str, list[Any]] | list[dict[str, Any]] = self.spec.get("grid") or {}
+        self.grid_keys = grid_keys(self.grid)
         self.points = expand_grid(self.grid)
 
     @property

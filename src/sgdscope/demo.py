@@ -1,4 +1,11 @@
-"""``sgdscope demo``: a small run on embedded data that exercises every probe available."""
+"""``sgdscope demo``: small runs on embedded data that test both papers' main findings, an HTML
+report for each paper, and the verdicts printed as text.
+
+Paper A (digits, MLP, SGD at two learning rates): λ₁ along training, gradient alignment with the
+top eigenvectors, the α test. Paper B (mnist1d, MLP): the walk between consecutive iterates under
+SGD at two learning rates and two batch sizes, GD, and GD with isotropic noise. About 3 minutes
+on 2 CPU cores (``BENCHMARKS.md``); ``--quick`` shrinks every run for a smoke test.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +13,106 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli._format import console, fmt
-from .probes import list_probes
-from .store import load_run
+from .cli._format import console
 
 
-def demo_config() -> dict[str, Any]:
-    """The demo's config: an MLP on scikit-learn's digits, SGD, a few epochs, all cheap probes."""
-    probes: list[dict[str, Any]] = [
-        {"name": n} for n in ("lr", "grad_norm", "param_norm", "distance", "grad_cosine")
-    ]
-    return {
-        "name": "demo",
-        "seed": 0,
+def paper_a_sweep(quick: bool = False) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Config and grid of the paper-A part: SGD at η ∈ {0.02, 0.1}, λ₁/alignment/α-test."""
+    every = 2 if quick else 10
+    config = {
+        "name": "demo-a",
         "data": {"name": "digits", "probe_size": 256},
         "model": {"name": "mlp", "options": {"widths": [64, 64]}},
         "optim": {"name": "sgd", "lr": 0.1},
-        "train": {"epochs": 8, "batch_size": 64},
-        "probes": probes,
+        "train": {"epochs": 1 if quick else 5, "batch_size": 32, "progress": False},
+        "probes": [
+            {"name": "sharpness", "every": every, "options": {"k": 5, "bn_mode": "eval"}},
+            {"name": "alignment", "every": every, "options": {"k": 5}},
+            {"name": "step_scale", "every": every},
+            {"name": "grad_cosine"},
+            {"name": "distance"},
+        ],
     }
+    if quick:
+        config["train"]["steps"] = 6
+    return config, {"optim.lr": [0.02, 0.1]}
 
 
-def run_demo(out: str | Path = "runs/demo") -> Path:
-    """Run the demo into ``out/<timestamp>``; print where the results are and a summary."""
-    from .train import run
+def paper_b_sweep(quick: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Config and points of the paper-B part: SGD (η, S), GD and GD + isotropic noise."""
+    epochs = 1 if quick else 4
+    config = {
+        "name": "demo-b",
+        "data": {"name": "mnist1d", "probe_size": 256},
+        "model": {"name": "mlp", "options": {"widths": [128, 128]}},
+        "optim": {"name": "sgd", "lr": 0.1},
+        "train": {"epochs": epochs, "batch_size": 100, "progress": False},
+        "probes": [
+            {"name": "walk", "epochs": [0, epochs - 1], "options": {"num_points": 11}},
+            {"name": "grad_cosine"},
+            {"name": "distance"},
+            {"name": "param_norm"},
+        ],
+    }
+    gd_steps = 6 if quick else 100
+    points = [
+        {"optim.lr": 0.05, "train.batch_size": 100},
+        {"optim.lr": 0.2, "train.batch_size": 100},
+        {"optim.lr": 0.05, "train.batch_size": 25},
+        {"optim.lr": 0.05, "train.batch_size": 400},
+        {"optim.lr": 0.2, "train.batch_size": "full", "train.steps": gd_steps},
+        {
+            "optim.lr": 0.2,
+            "optim.name": "noisy_gd",
+            "optim.options.c": 0.1,
+            "train.batch_size": "full",
+            "train.steps": gd_steps,
+        },
+    ]
+    if quick:
+        for p in points:
+            p.setdefault("train.steps", 6)
+    return config, points
 
-    out = Path(out)
-    cfg = demo_config()
-    available = set(list_probes())
-    cfg["probes"] = [p for p in cfg["probes"] if p["name"] in available]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+def run_demo(out: str | Path = "runs/demo", *, workers: int = 2, quick: bool = False) -> Path:
+    """Run both parts into ``out/<timestamp>``, write the reports, print the verdicts."""
+    from .report import findings_text, judge, write_report
+    from .sweep import load_sweep, run_sweep
+
+    root = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     t0 = time.perf_counter()
-    path = run(cfg, out=out / f"digits-mlp-{stamp}")
-    elapsed = time.perf_counter() - t0
-    r = load_run(path)
-    wide = r.wide()
-    console.print(f"[bold]sgdscope demo[/bold]: MLP on digits, SGD η=0.1, S=64 — {elapsed:.1f} s")
-    console.print(f"results: {path}")
-    evals = wide.dropna(subset=["train_loss"])
-    from rich.table import Table
-
-    t = Table("epoch", "train loss", "train acc", "val acc", "mean cos(g_t, g_t+1)", "‖θ − θ₀‖")
-    steps_per_epoch = max(1, int(wide.index.max()) // max(1, int(evals["epochs_done"].max())))
-    for step, row in evals.iterrows():
-        e = int(row["epochs_done"])
-        sl = wide.loc[(wide.index >= step - steps_per_epoch) & (wide.index < step)]
-        cos = sl["grad_cosine"].mean() if "grad_cosine" in sl and len(sl) else float("nan")
-        dist = sl["distance"].iloc[-1] if "distance" in sl and len(sl) else float("nan")
-        t.add_row(
-            str(e),
-            fmt(row["train_loss"]),
-            fmt(row["train_acc"]),
-            fmt(row["val_acc"]),
-            fmt(cos),
-            fmt(dist),
-        )
-    console.print(t)
-    return path
+    console.print(f"[bold]sgdscope demo[/bold] → {root}  ({workers} worker processes)")
+    parts = {
+        "A — sharpest directions (digits, MLP, SGD η ∈ {0.02, 0.1})": ("paper-a", paper_a_sweep),
+        "B — a walk with SGD (mnist1d, MLP; SGD over η and S, GD, GD + noise)": (
+            "paper-b",
+            paper_b_sweep,
+        ),
+    }
+    for title, (name, make) in parts.items():
+        config, grid = make(quick)
+        t = time.perf_counter()
+        path = run_sweep(config, grid, root / name, workers=workers)
+        sweep = load_sweep(path)
+        html = write_report(path)
+        console.print(f"\n[bold]Paper {title}[/bold] — {time.perf_counter() - t:.0f} s")
+        cols = [
+            c
+            for c in (
+                "run",
+                "status",
+                "train_loss",
+                "test_acc",
+                "peak_lambda_1",
+                "mean_grad_cosine",
+                "distance",
+                "mean_height",
+            )
+            if c in sweep.summary
+        ]
+        console.print(sweep.summary[cols].to_string(index=False, float_format="%.4g"))
+        console.print(findings_text(judge(path), include_na=False))
+        console.print(f"report: {html}")
+    console.print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s: {root}")
+    return root

@@ -142,14 +142,18 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the demo's runs")] = Path(
         "runs/demo"
     ),
+    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 2,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a few steps per run (smoke test)")
+    ] = False,
 ) -> None:
-    """Run the small demo on embedded data and print what it measured.
+    """Run small experiments on embedded data that test both papers' findings; write reports.
 
     Example: sgdscope demo --out runs/demo
     """
     from ..demo import run_demo
 
-    run_demo(out)
+    run_demo(out, workers=workers, quick=quick)
 
 
 @app.command("ls")

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..store import Run
 
-console = Console()
+console = Console(soft_wrap=True)
 
 KEY_METRICS = (
     "train_loss",

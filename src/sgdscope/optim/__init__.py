@@ -9,9 +9,15 @@ from ._registry import (
     list_optimizers,
     register_optimizer,
 )
+from .noisy_gd import IsotropicNoiseGD, estimate_noise_sigma
 from .nudged import EigenvectorsUnavailableError, NudgedSGD, ProjectedSGD, hessian_eigen_fn
+from .schedules import ScheduleLR, make_schedule
 
 __all__ = [
+    "IsotropicNoiseGD",
+    "ScheduleLR",
+    "estimate_noise_sigma",
+    "make_schedule",
     "EigenvectorsUnavailableError",
     "NudgedSGD",
     "ProjectedSGD",

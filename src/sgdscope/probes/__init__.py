@@ -4,6 +4,7 @@ from . import alignment as _alignment  # noqa: F401  (each import registers its 
 from . import basic as _basic  # noqa: F401
 from . import eigendirection as _eigendirection  # noqa: F401
 from . import noise_curvature as _noise_curvature  # noqa: F401
+from . import sharpness as _sharpness  # noqa: F401
 from . import step_scale as _step_scale  # noqa: F401
 from . import walk as _walk  # noqa: F401
 from ._registry import PROBES, build_probe, list_probes, register_probe
@@ -12,6 +13,7 @@ from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_param
 from .basic import DistanceProbe, GradCosineProbe, GradNormProbe, LearningRateProbe, ParamNormProbe
 from .eigendirection import EigendirectionLossProbe
 from .noise_curvature import NoiseCurvatureProbe
+from .sharpness import SharpnessProbe
 from .step_scale import StepScaleProbe
 from .walk import WalkProbe
 
@@ -25,6 +27,7 @@ __all__ = [
     "LearningRateProbe",
     "NoiseCurvatureProbe",
     "ParamNormProbe",
+    "SharpnessProbe",
     "StepScaleProbe",
     "WalkProbe",
     "PROBES",

@@ -1,1 +1,80 @@
-"""(in progress)"""
+"""Reports: the papers' figures, the findings judge, and one self-contained HTML page."""
+
+from .figures import (
+    RUN_FIGURES,
+    RUN_TABLES,
+    SWEEP_FIGURES,
+    alignment,
+    alpha_test,
+    alpha_test_table,
+    barrier_table,
+    eigen_loss,
+    eigenvalue_evolution,
+    gd_vs_noisy,
+    height_table,
+    lambda_runs,
+    layer_sharpness,
+    noise_curvature,
+    peak_lambda,
+    runs_overview,
+    schedule_comparison,
+    spectral_density,
+    training_curves,
+    walk,
+    walk_vs_hparams,
+)
+from .findings import (
+    NOT_APPLICABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    RULES,
+    VERDICTS,
+    Finding,
+    Rule,
+    findings_text,
+    judge,
+)
+from .html import write_report
+from .style import save_figure, style
+
+__all__ = [
+    # the page
+    "write_report",
+    # findings
+    "NOT_APPLICABLE",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "RULES",
+    "VERDICTS",
+    "Finding",
+    "Rule",
+    "findings_text",
+    "judge",
+    # figures of one run
+    "RUN_FIGURES",
+    "alignment",
+    "alpha_test",
+    "eigen_loss",
+    "eigenvalue_evolution",
+    "layer_sharpness",
+    "noise_curvature",
+    "spectral_density",
+    "training_curves",
+    "walk",
+    # figures across runs
+    "SWEEP_FIGURES",
+    "gd_vs_noisy",
+    "lambda_runs",
+    "peak_lambda",
+    "runs_overview",
+    "schedule_comparison",
+    "walk_vs_hparams",
+    # tables
+    "RUN_TABLES",
+    "alpha_test_table",
+    "barrier_table",
+    "height_table",
+    # style
+    "save_figure",
+    "style",
+]

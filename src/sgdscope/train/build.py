@@ -18,15 +18,7 @@ from ..errors import ConfigError
 from ..losses import accuracy, loss_for_task
 from ..models import build_model
 from ..optim import OPTIMIZERS, OptimContext, build_optimizer
-
-try:
-    from ..optim.schedules import make_schedule
-except ImportError:  # TEMP until schedules land
-
-    def make_schedule(name, *, lr, steps_per_epoch, total_steps, **options):
-        return lambda step: lr
-
-
+from ..optim.schedules import make_schedule
 from ..probes import Probe, When, build_probe
 
 

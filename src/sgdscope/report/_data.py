@@ -1,0 +1,390 @@
+"""What figures and findings read from runs and sweeps: metric extraction, one place.
+
+A *sweep* here is anything with ``.path``, ``.runs`` (list of :class:`~sgdscope.store.Run`),
+``.summary`` (DataFrame) and ``.grid_keys`` — :func:`sgdscope.sweep.load_sweep`'s object, or
+:class:`FolderSweep`, a stand-in for a plain folder of run directories.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SgdscopeError
+from ..store import Run, is_run_dir, load_run
+
+#: Config keys that differ between runs without being experimental factors.
+_IGNORED_KEYS = ("name", "store.root", "train.progress", "device")
+
+LR_KEY = "optim.lr"
+BATCH_KEY = "train.batch_size"
+SEED_KEY = "seed"
+
+
+# --------------------------------------------------------------------------- sweeps
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def is_sweep(obj: Any) -> bool:
+    """A sweep object (has runs), as opposed to one :class:`Run`."""
+    return not isinstance(obj, Run) and hasattr(obj, "runs")
+
+
+def _hashable(v: Any) -> Any:
+    return repr(v) if isinstance(v, (list, dict)) else v
+
+
+def infer_grid_keys(runs: list[Run]) -> list[str]:
+    """The config keys whose values differ between runs (the sweep's factors)."""
+    flats = [flatten(r.config) for r in runs]
+    keys = sorted({k for f in flats for k in f})
+    out = []
+    for k in keys:
+        if k in _IGNORED_KEYS or k.startswith("probes"):
+            continue
+        if len({_hashable(f.get(k)) for f in flats}) > 1:
+            out.append(k)
+    return out
+
+
+@dataclass
+class FolderSweep:
+    """A folder of run directories read as a sweep (``runs/<name>/`` or the folder itself).
+
+    Used when the folder was not written by :mod:`sgdscope.sweep` (or that module is absent).
+    """
+
+    path: Path
+    runs: list[Run]
+    grid_keys: list[str] = field(default_factory=list)
+    summary_fn: Callable[[], pd.DataFrame] | None = None
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        return self.summary_fn() if self.summary_fn is not None else sweep_frame(self)
+
+
+def _run_dirs(path: Path) -> list[Path]:
+    base = path / "runs" if (path / "runs").is_dir() else path
+    return sorted(p for p in base.iterdir() if p.is_dir() and is_run_dir(p))
+
+
+def looks_like_sweep(path: str | Path) -> bool:
+    """A sweep directory (per :func:`sgdscope.sweep.is_sweep_dir`, or a folder of runs)."""
+    path = Path(path)
+    try:
+        from ..sweep import is_sweep_dir  # type: ignore[attr-defined]
+
+        if is_sweep_dir(path):
+            return True
+    except ImportError:
+        pass
+    return path.is_dir() and not is_run_dir(path) and bool(_run_dirs(path))
+
+
+def open_target(path: str | Path) -> Any:
+    """A :class:`Run` for a run directory, a sweep object for a sweep directory."""
+    path = Path(path)
+    if is_run_dir(path):
+        return load_run(path)
+    if not path.exists():
+        raise SgdscopeError(f"{str(path)!r} does not exist: pass a run or sweep directory")
+    try:
+        from ..sweep import is_sweep_dir, load_sweep  # type: ignore[attr-defined]
+
+        if is_sweep_dir(path):
+            sweep = load_sweep(path)
+            # Read each run once: the sweep object reopens its runs on every access.
+            return FolderSweep(
+                Path(sweep.path),
+                list(sweep.runs),
+                list(sweep.grid_keys),
+                summary_fn=lambda: sweep.summary,
+            )
+    except ImportError:
+        pass
+    if path.is_dir():
+        dirs = _run_dirs(path)
+        if dirs:
+            runs = [load_run(p) for p in dirs]
+            return FolderSweep(path, runs, infer_grid_keys(runs))
+    raise SgdscopeError(
+        f"{str(path)!r} is neither a run directory (no metrics.sqlite) nor a sweep directory "
+        "(no runs/ of run directories): pass the folder `sgdscope run` or `sgdscope sweep` wrote"
+    )
+
+
+def as_sweep(obj: Any) -> Any:
+    """A sweep object from a sweep or a list of runs (a :class:`FolderSweep` over them)."""
+    if is_sweep(obj):
+        return obj
+    if isinstance(obj, Run):
+        obj = [obj]
+    runs = list(obj)
+    path = Path(runs[0].path).parent if runs else Path(".")
+    return FolderSweep(path, runs, infer_grid_keys(runs))
+
+
+def grid_keys(sweep: Any) -> list[str]:
+    keys = list(getattr(sweep, "grid_keys", None) or [])
+    return keys or infer_grid_keys(list(sweep.runs))
+
+
+def run_label(run: Run, keys: Iterable[str]) -> str:
+    """``name`` or ``key=value, ...`` over the given keys (short key names)."""
+    flat = flatten(run.config)
+    parts = [f"{k.rsplit('.', 1)[-1]}={_short(flat.get(k))}" for k in keys if k in flat]
+    return ", ".join(parts) or run.name
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------- one run
+# Per-run caches: figures and rules read the same scalars many times, and filtering the long
+# frame once per read dominates the cost of judging a sweep. Weak keys: they go with the Run.
+_SERIES: weakref.WeakKeyDictionary[Run, dict[str, pd.Series]] = weakref.WeakKeyDictionary()
+_METRICS: weakref.WeakKeyDictionary[Run, dict[str, float]] = weakref.WeakKeyDictionary()
+_ARRAY_NAMES: weakref.WeakKeyDictionary[Run, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _all_series(run: Run) -> dict[str, pd.Series]:
+    cached = _SERIES.get(run)
+    if cached is None:
+        df = run.scalars
+        cached = {}
+        for name, g in df.groupby("name", sort=False):
+            v = g.value.to_numpy(dtype=float)
+            ok = np.isfinite(v)
+            if ok.any():
+                cached[str(name)] = pd.Series(v[ok], index=g.step.to_numpy()[ok], name=str(name))
+        _SERIES[run] = cached
+    return cached
+
+
+def has(run: Run, name: str) -> bool:
+    return name in _all_series(run)
+
+
+def scalar_names(run: Run) -> list[str]:
+    """Names of the scalars with at least one finite value."""
+    return list(_all_series(run))
+
+
+def series(run: Run, name: str) -> pd.Series | None:
+    """A scalar by step, finite values only; None when absent."""
+    return _all_series(run).get(name)
+
+
+def array_or_none(run: Run, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    names = _ARRAY_NAMES.get(run)
+    if names is None:
+        names = _ARRAY_NAMES[run] = frozenset(run.array_names())
+    if name not in names:
+        return None
+    return run.array(name)
+
+
+def total_steps(run: Run) -> int:
+    """The number of updates the run made (its largest step)."""
+    return int(run.scalars.step.max()) if len(run.scalars) else 0
+
+
+def lr_value(run: Run) -> float:
+    """η (the config's; schedules are shown from the ``lr`` scalar)."""
+    return float(run.config.get("optim", {}).get("lr", math.nan))
+
+
+def batch_value(run: Run) -> float:
+    """S as a number; full batch (GD) is +inf, larger than any mini-batch."""
+    s = run.config.get("train", {}).get("batch_size", math.nan)
+    return math.inf if s == "full" else float(s)
+
+
+def is_gd(run: Run) -> bool:
+    return run.config.get("train", {}).get("batch_size") == "full" and optim_name(run) == "sgd"
+
+
+def optim_name(run: Run) -> str:
+    return str(run.config.get("optim", {}).get("name", "sgd"))
+
+
+def optim_option(run: Run, key: str) -> Any:
+    return (run.config.get("optim", {}).get("options") or {}).get(key)
+
+
+def lr_at(run: Run, steps: np.ndarray) -> np.ndarray:
+    """η_t at the given steps: the ``lr`` scalar where stored, else the config's η."""
+    lr = series(run, "lr")
+    if lr is None:
+        return np.full(len(steps), lr_value(run))
+    return np.interp(steps, lr.index.to_numpy(float), lr.to_numpy(float))
+
+
+_LAMBDA = re.compile(r"^lambda_(\d+)$")
+
+
+def eigenvalues(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps (S,), top-k eigenvalues (S, k), descending) from ``eigenvalues`` or ``lambda_i``."""
+    arr = array_or_none(run, "eigenvalues")
+    if arr is not None and arr[1].dtype != object and arr[1].ndim == 2:
+        return arr[0], arr[1].astype(float)
+    names = sorted(
+        {n for n in scalar_names(run) if _LAMBDA.match(n)},
+        key=lambda n: int(_LAMBDA.match(n).group(1)),  # type: ignore[union-attr]
+    )
+    if not names:
+        return None
+    w = run.wide(names).dropna(how="all")
+    return w.index.to_numpy(np.int64), w[names].to_numpy(float)
+
+
+def lambda1(run: Run) -> pd.Series | None:
+    """λ₁ by step (from ``lambda_1``, else the first column of ``eigenvalues``)."""
+    s = series(run, "lambda_1")
+    if s is not None:
+        return s
+    ev = eigenvalues(run)
+    if ev is None:
+        return None
+    s = pd.Series(ev[1][:, 0], index=ev[0], name="lambda_1")
+    s = s[np.isfinite(s.to_numpy())]
+    return s if len(s) else None
+
+
+def final(run: Run, name: str) -> float:
+    s = series(run, name)
+    return float(s.iloc[-1]) if s is not None else math.nan
+
+
+def mean(run: Run, name: str) -> float:
+    s = series(run, name)
+    return float(s.mean()) if s is not None else math.nan
+
+
+def run_metrics(run: Run) -> dict[str, float]:
+    """The per-run numbers sweep figures and findings compare."""
+    cached = _METRICS.get(run)
+    if cached is None:
+        cached = _METRICS[run] = _run_metrics(run)
+    return dict(cached)
+
+
+def _run_metrics(run: Run) -> dict[str, float]:
+    lam = lambda1(run)
+    out = {
+        "final_train_loss": final(run, "train_loss"),
+        "final_val_acc": final(run, "val_acc"),
+        "final_test_acc": final(run, "test_acc"),
+        "final_param_norm": final(run, "param_norm"),
+        "final_distance": final(run, "distance"),
+        "mean_grad_cosine": mean(run, "grad_cosine"),
+        "mean_height": mean(run, "height"),
+        "peak_lambda_1": math.nan,
+        "peak_lambda_1_step": math.nan,
+        "final_lambda_1": math.nan,
+    }
+    if lam is not None:
+        out["peak_lambda_1"] = float(lam.max())
+        out["peak_lambda_1_step"] = float(lam.idxmax())
+        out["final_lambda_1"] = float(lam.iloc[-1])
+    return out
+
+
+def sweep_frame(sweep: Any) -> pd.DataFrame:
+    """One row per run: ``run``, ``status``, each grid key (batch size numeric, full → inf),
+    ``optim.name``, and :func:`run_metrics`."""
+    keys = grid_keys(sweep)
+    rows = []
+    for r in sweep.runs:
+        flat = flatten(r.config)
+        row: dict[str, Any] = {"run": r.name, "status": r.status}
+        for k in keys:
+            row[k] = flat.get(k)
+        row[LR_KEY] = lr_value(r)
+        row[BATCH_KEY] = batch_value(r)
+        row["optim.name"] = optim_name(r)
+        row["schedule.name"] = str(r.config.get("schedule", {}).get("name", "constant"))
+        row.update(run_metrics(r))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- statistics
+def spearman(x: Iterable[float], y: Iterable[float]) -> float:
+    """Spearman's rank correlation (NaN with < 2 points or a constant input); inf ranks fine."""
+    xs = pd.Series(list(x), dtype=float)
+    ys = pd.Series(list(y), dtype=float)
+    ok = xs.notna() & ys.notna() & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    if len(xs) < 2:
+        return math.nan
+    rx = xs.rank().to_numpy()
+    ry = ys.rank().to_numpy()
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+@dataclass
+class Trend:
+    """Within-group rank correlations of y against x (other grid keys fixed, seeds averaged)."""
+
+    x: str
+    y: str
+    rho: float  # mean over groups
+    groups: int
+    points: int
+    spread: float  # mean over groups of (max − min) of y across x
+
+
+def trend(frame: pd.DataFrame, x: str, y: str, keys: list[str]) -> Trend | None:
+    """ρ(x, y) within each group of equal values of the other grid keys, averaged over groups.
+
+    Seeds are averaged first. None when no group has two distinct x values with finite y.
+    """
+    if x not in frame or y not in frame:
+        return None
+    df = frame[np.isfinite(frame[y].astype(float))].copy()
+    if df.empty:
+        return None
+    config_keys = [k for k in keys if k not in (SEED_KEY, x, y) and k in df]
+    for k in config_keys:
+        df[k] = df[k].map(_hashable)
+    by = [*config_keys, x]
+    means = df.groupby(by, dropna=False)[y].mean().reset_index()
+    groups = (
+        [means] if not config_keys else [g for _, g in means.groupby(config_keys, dropna=False)]
+    )
+    rhos, spreads = [], []
+    for g in groups:
+        if g[x].nunique() < 2:
+            continue
+        rho = spearman(g[x], g[y])
+        spreads.append(float(g[y].max() - g[y].min()))
+        if math.isfinite(rho):
+            rhos.append(rho)
+        else:  # all y equal: no trend at all
+            rhos.append(0.0)
+    if not spreads:
+        return None
+    return Trend(x, y, float(np.mean(rhos)), len(spreads), len(means), float(np.mean(spreads)))

@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-all lint format browser bench install install-dev clean
+.PHONY: demo test test-all lint format browser bench bench-deps install install-dev clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ test: lint browser
 
 test-all: lint browser
 	$(PY) -m pytest -n 2 -q
+
+# Benchmark peers, without their dependencies (they would pull another torch).
+bench-deps: $(VENV)/.dev
+	$(PY) -m pip install --quiet --no-deps pyhessian==0.1 hessian-eigenthings==1.0.0a5 \
+	  curvlinops-for-pytorch==3.0.1 tqdm einops einconv linear_operator
+
+bench: bench-deps
+	$(PY) benchmarks/curvature.py
+	$(PY) benchmarks/walk.py
+	$(PY) benchmarks/trainer.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,1 +1,35 @@
-"""(in progress)"""
+"""Curvature: the Hessian of a model's loss over a dataset as an operator, and its estimators.
+
+``HessianOperator`` gives Hessian-vector products without building H; the estimators are free
+functions of any symmetric operator (also a plain matrix):
+
+>>> import sgdscope as ss
+>>> op = ss.HessianOperator(model, loss_fn, (x, y), bn_mode="eval")
+>>> res = ss.lanczos(op, k=10)                 # top-10 eigenpairs, residual-checked
+>>> tr = ss.hutchinson_trace(op, num_samples=100)
+"""
+
+from .density import SpectralDensity, spectral_density
+from .lanczos import ConvergenceWarning, EigenResult, lanczos
+from .operator import HessianOperator, LinearOperator, as_operator
+from .power import power_iteration
+from .trace import Estimate, frobenius_norm, hutchinson_trace
+
+__all__ = [
+    # operators
+    "HessianOperator",
+    "LinearOperator",
+    "as_operator",
+    # eigenpairs
+    "ConvergenceWarning",
+    "EigenResult",
+    "lanczos",
+    "power_iteration",
+    # trace and norms
+    "Estimate",
+    "frobenius_norm",
+    "hutchinson_trace",
+    # spectrum
+    "SpectralDensity",
+    "spectral_density",
+]

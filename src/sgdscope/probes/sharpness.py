@@ -234,8 +234,12 @@ class SharpnessProbe(Probe):
             for group, names in _param_groups(ctx.model):
                 lop = self._operator(ctx, data, params=names)
                 lres = lanczos(
-                    lop, 1, tol=self.tol, max_iter=self.max_iter,
-                    v0=self._warm(self._layer_vectors.get(group), lop), seed=seed,
+                    lop,
+                    1,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    v0=self._warm(self._layer_vectors.get(group), lop),
+                    seed=seed,
                 )
                 scalars[f"lambda_1/{group}"] = float(lres.eigenvalues[0])
                 self._layer_vectors[group] = lres.eigenvectors[:, 0].detach().clone()

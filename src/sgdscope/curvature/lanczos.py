@@ -1,0 +1,332 @@
+"""Lanczos eigenpairs of a symmetric operator: full reorthogonalisation, thick restarts,
+convergence by residual, warm starts.
+
+The basis is reorthogonalised fully (twice, classical Gram-Schmidt) at every step, so Ritz values
+never duplicate ("ghosts") and the residual estimate ‖Hy − θy‖ = β_j |s_j| of each Ritz pair
+(θ, y = Q s) is reliable. A Ritz pair is converged when that residual is at most
+``tol · max(|θ|, ε^{2/3} ‖T‖)`` (the floor keeps eigenvalues near zero from never converging;
+the same rule as ARPACK, scaled by the operator's norm). The convergence test runs after every
+product, so iteration stops as soon as all wanted pairs pass: clustered spectra simply take more
+steps instead of returning unconverged values. When the basis reaches ``ncv`` vectors it is
+thick-restarted (Wu & Simon 2000): the Ritz vectors nearest the wanted end(s) are kept, the rest
+discarded, and the expansion continues from the last residual direction.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .operator import as_operator
+
+__all__ = ["ConvergenceWarning", "EigenResult", "lanczos"]
+
+WHICH = ("largest", "smallest", "both")
+
+
+class ConvergenceWarning(UserWarning):
+    """An eigensolver stopped at its product limit before every wanted pair converged."""
+
+
+@dataclass
+class EigenResult:
+    """Eigenpairs from :func:`lanczos` or :func:`~sgdscope.curvature.power_iteration`.
+
+    Attributes:
+        eigenvalues: float64 tensor (k,) on the CPU, descending.
+        eigenvectors: (n, k) tensor in the operator's dtype and device, unit columns, column i
+            belonging to ``eigenvalues[i]``.
+        residuals: float64 tensor (k,): ‖H e_i − λ_i e_i‖ for each pair (the Lanczos estimate).
+        num_matvecs: operator-vector products used.
+        converged: True when every returned pair met the tolerance.
+        iterations: Lanczos steps (or power-iteration steps) taken; restarts: thick restarts.
+    """
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    residuals: torch.Tensor
+    num_matvecs: int
+    converged: bool
+    iterations: int = 0
+    restarts: int = 0
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{v:.6g}" for v in self.eigenvalues.tolist()[:6])
+        more = ", ..." if len(self.eigenvalues) > 6 else ""
+        return (
+            f"EigenResult(eigenvalues=[{vals}{more}], num_matvecs={self.num_matvecs}, "
+            f"converged={self.converged})"
+        )
+
+
+def _split_k(k: Any, which: str, n: int) -> tuple[int, int]:
+    if which not in WHICH:
+        raise ConfigError(f"which: expected one of {', '.join(WHICH)}, received {which!r}")
+    if isinstance(k, (tuple, list)):
+        if which != "both" or len(k) != 2:
+            raise ConfigError(
+                f"k={k!r}: a pair (k_largest, k_smallest) is only meaningful with which='both'; "
+                "fix: pass an integer k"
+            )
+        top, bot = int(k[0]), int(k[1])
+    else:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise ConfigError(f"k: expected a positive integer, received {k!r}")
+        top = k if which in ("largest", "both") else 0
+        bot = k if which in ("smallest", "both") else 0
+    if top < 0 or bot < 0 or top + bot < 1:
+        raise ConfigError(f"k={k!r}: need at least one eigenpair")
+    if top + bot > n:
+        raise ConfigError(
+            f"k={k!r} asks for {top + bot} eigenpairs of an operator of size {n}; fix: k <= {n}"
+            + (" in total over both ends" if which == "both" else "")
+        )
+    return top, bot
+
+
+def _start_block(
+    v0: torch.Tensor | None,
+    n: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    seed: int,
+    block: bool,
+    block_size: int = 1,
+) -> torch.Tensor:
+    """Orthonormal start block (n, b).
+
+    No ``v0``: one random vector. Otherwise one vector, the sum of the given unit directions plus
+    a 1% random part; with ``block``: the given vectors plus a random one, orthonormalised.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    rnd = torch.randn(n, max(1, block_size), generator=gen, dtype=torch.float64)
+    if v0 is None:
+        Qr, _ = torch.linalg.qr(rnd)
+        return Qr.to(device=device, dtype=dtype)
+    rnd = rnd[:, :1]
+    if not isinstance(v0, torch.Tensor) or v0.ndim not in (1, 2) or v0.shape[0] != n:
+        got = tuple(v0.shape) if isinstance(v0, torch.Tensor) else type(v0).__name__
+        raise ConfigError(
+            f"v0: expected a tensor of shape ({n},) or ({n}, p) (e.g. the previous "
+            f"eigenvectors), received {got}"
+        )
+    V = v0.detach().to(device="cpu", dtype=torch.float64).reshape(n, -1)
+    V = V[:, V.norm(dim=0) > 0]
+    V = V / V.norm(dim=0)
+    if V.shape[1] == 0:
+        return (rnd / rnd.norm()).to(device=device, dtype=dtype)
+    if not block:
+        v = V.sum(dim=1, keepdim=True)
+        v = v / v.norm() + 1e-2 * rnd / rnd.norm()
+        return (v / v.norm()).to(device=device, dtype=dtype)
+    if V.shape[1] >= n:
+        V = V[:, : n - 1]
+    # A random vector joins the given ones, so that directions they miss (an eigenvector
+    # entering the top k since they were computed) are still found.
+    B = torch.cat([V, rnd], dim=1)
+    Qb, R = torch.linalg.qr(B)
+    keep = R.diagonal().abs() > 1e-10 * R.diagonal().abs().max()
+    return Qb[:, keep].to(device=device, dtype=dtype)
+
+
+def _wanted(theta: torch.Tensor, top: int, bot: int) -> torch.Tensor:
+    """Indices (into ascending ``theta``) of the wanted Ritz values, at most len(theta)."""
+    j = len(theta)
+    t = min(top, j)
+    b = min(bot, j - t)
+    idx = list(range(j - t, j)) + list(range(b))
+    return torch.tensor(sorted(set(idx)), dtype=torch.long)
+
+
+def _keep(j: int, top: int, bot: int, p: int) -> torch.Tensor:
+    """Indices of the ``p`` Ritz vectors kept at a restart, split between the wanted ends."""
+    if bot == 0:
+        return torch.arange(j - p, j)
+    if top == 0:
+        return torch.arange(0, p)
+    p_top = max(top, round(p * top / (top + bot)))
+    p_bot = max(bot, p - p_top)
+    p_top = p - p_bot
+    return torch.cat([torch.arange(0, p_bot), torch.arange(j - p_top, j)])
+
+
+def lanczos(
+    op: Any,
+    k: int | tuple[int, int] = 10,
+    *,
+    which: str = "largest",
+    tol: float = 1e-4,
+    max_iter: int | None = None,
+    v0: torch.Tensor | None = None,
+    seed: int = 0,
+    ncv: int | None = None,
+    block_start: bool = False,
+    block_size: int = 1,
+) -> EigenResult:
+    """Extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
+
+    Args:
+        op: a :class:`~sgdscope.curvature.HessianOperator`, any
+            :class:`~sgdscope.curvature.LinearOperator`, a square torch matrix, or an object with
+            ``shape == (n, n)`` callable on flat vectors.
+        k: number of eigenpairs. With ``which="both"``: k at each end, or a pair
+            ``(k_largest, k_smallest)``.
+        which: ``"largest"`` (algebraic: λ₁ ≥ λ₂ ≥ …), ``"smallest"`` (algebraic), or ``"both"``.
+        tol: relative residual ‖Hy − θy‖ ≤ tol · |θ| for each returned pair (see module docs for
+            the floor near zero). 1e-4 gives eigenvalues to about 1e-8 relative where the
+            spectrum is separated, and ≤ 1e-4 inside clusters.
+        max_iter: maximum number of products (default ``max(500, 30 · ncv)``). Hitting it emits a
+            :class:`ConvergenceWarning` and returns the partial result with ``converged=False``.
+        v0: start vector (n,), or several (n, p), e.g. the previous eigenvectors when tracking
+            along training (warm start: their sum plus a 1% random part starts the iteration, so
+            that a direction they miss is still found).
+        seed: seeds the random start (a CPU generator, so results match across devices).
+        ncv: maximum basis size before a thick restart (default ``max(2·k + 40, 20)``, at most n).
+        block_start: start from all of ``v0`` (plus a random vector) as a block instead of their
+            sum: block Lanczos, which wins when the given vectors are already accurate (relative
+            residuals ≲ 1e-3: about k + a few products) and loses when they are rough (each
+            block step costs k products).
+        block_size: random start vectors (block Lanczos). A single start vector sees one
+            direction per distinct eigenvalue: copies of an exactly repeated eigenvalue appear
+            only through rounding, possibly after convergence is declared. Use a block at least
+            as large as the multiplicity you expect (Hessians rarely have exact repeats at the
+            extremes; a block of b costs roughly 1.2–1.5× the products for b = 2).
+
+    Returns:
+        An :class:`EigenResult`: eigenvalues descending (for ``"both"``: the largest ones, then
+        the smallest ones), eigenvectors (n × k), residuals, ``num_matvecs``, ``converged``.
+
+    Example:
+        >>> res = lanczos(op, k=10)
+        >>> res.eigenvalues[0], res.eigenvectors[:, 0]
+    """
+    A = as_operator(op)
+    n = A.shape[0]
+    top, bot = _split_k(k, which, n)
+    kk = top + bot
+    if tol <= 0 or not math.isfinite(tol):
+        raise ConfigError(f"tol: expected a positive number, received {tol!r}")
+    m = min(n, ncv if ncv is not None else max(2 * kk + 40, 20))
+    if m < min(n, kk + 2):
+        raise ConfigError(f"ncv={ncv}: must be at least k + 2 = {kk + 2} (or n)")
+    limit = max_iter if max_iter is not None else max(500, 30 * m)
+    if limit < 1:
+        raise ConfigError(f"max_iter: expected a positive number of products, got {max_iter!r}")
+    dtype, device = A.dtype, A.device
+    eps = torch.finfo(dtype).eps
+    floor_rel = eps ** (2.0 / 3.0)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ConfigError(f"block_size: expected a positive integer, received {block_size!r}")
+    start_block = _start_block(v0, n, dtype, device, seed, block_start, min(block_size, n))
+    b = start_block.shape[1]
+    m = max(m, min(n, b + kk + 2)) if v0 is not None else m
+    cap = min(n, m + b)  # basis capacity: m processed vectors plus the queue
+
+    # The basis Q = [processed vectors | queue]. C[:, :p] = Qᵀ H Q_p (all rows), which holds the
+    # projected matrix T = C[:p, :p] and, below it, how H Q_p leaves span(Q_p): the residual of a
+    # Ritz pair (θ, Q_p s) is ‖C[p:q, :p] s‖. A single start vector makes this Lanczos (queue of
+    # one, T tridiagonal); a block start (warm start) makes it block Lanczos, breadth first.
+    Q = torch.zeros(n, cap, dtype=dtype, device=device)
+    Q[:, :b] = start_block
+    C = torch.zeros(cap, cap, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    p, q = 0, b  # processed vectors, basis vectors
+    matvecs = iterations = restarts = 0
+    theta = S = res = idx = None
+    converged = False
+    pending: torch.Tensor | None = A.matmat(Q[:, :b]) if b > 1 else None
+    if pending is not None:
+        matvecs += b
+    while True:
+        if pending is not None and pending.shape[1] > 0:
+            w, pending = pending[:, 0], pending[:, 1:]
+        else:
+            w = A.matvec(Q[:, p])
+            matvecs += 1
+        iterations += 1
+        basis = Q[:, :q]
+        c = basis.T @ w
+        w = w - basis @ c
+        c2 = basis.T @ w
+        w = w - basis @ c2
+        C[:q, p] = (c + c2).to(torch.float64).cpu()
+        beta = float(w.norm())
+        p += 1
+        anorm_est = float(C[:p, :p].abs().sum(dim=0).max())
+        if q < cap and beta > 10 * eps * max(anorm_est, 1e-300) * math.sqrt(n):
+            Q[:, q] = w / beta
+            C[q, p - 1] = beta
+            q += 1
+        elif q < n and q < cap and q == p:
+            # An invariant subspace and nothing queued: go on from a random orthogonal direction.
+            r = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+            for _ in range(2):
+                r = r - Q[:, :q] @ (Q[:, :q].T @ r)
+            if float(r.norm()) > 0:
+                Q[:, q] = r / r.norm()
+                q += 1
+
+        if pending is not None and pending.shape[1] > 0:
+            continue  # finish the start block before judging convergence
+        T = C[:p, :p]
+        T = 0.5 * (T + T.T)
+        theta, S = torch.linalg.eigh(T)
+        anorm = float(theta.abs().max())
+        res = (C[p:q, :p] @ S).norm(dim=0) if q > p else torch.zeros(p, dtype=torch.float64)
+        idx = _wanted(theta, top, bot)
+        thresh = tol * torch.clamp(theta[idx].abs(), min=floor_rel * anorm)
+        if p >= kk and bool((res[idx] <= thresh).all()):
+            converged = True
+            break
+        if p >= n or q == p:  # the whole space (or an invariant subspace) is explored: exact
+            converged = p >= kk
+            break
+        if matvecs >= limit:
+            break
+        if p < m and q <= cap:
+            continue
+        # Thick restart: keep P Ritz vectors nearest the wanted end(s), keep the queue.
+        P = min(m - 1, max(kk + (m - kk) // 2, kk + 1))
+        keep = _keep(p, top, bot, P)
+        Sk = S[:, keep]
+        kept = Q[:, :p] @ Sk.to(device=device, dtype=dtype)
+        queue = Q[:, p:q].clone()
+        below = C[p:q, :p] @ Sk
+        Q.zero_()
+        C.zero_()
+        Q[:, :P] = kept
+        Q[:, P : P + (q - p)] = queue
+        C[:P, :P] = torch.diag(theta[keep])
+        C[P : P + (q - p), :P] = below
+        q = P + (q - p)
+        p = P
+        restarts += 1
+
+    order = idx[torch.argsort(theta[idx], descending=True)]
+    vecs = Q[:, :p] @ S[:, order].to(device=device, dtype=dtype)
+    result = EigenResult(
+        eigenvalues=theta[order].clone(),
+        eigenvectors=vecs,
+        residuals=res[order].clone(),
+        num_matvecs=matvecs,
+        converged=converged,
+        iterations=iterations,
+        restarts=restarts,
+    )
+    if not converged:
+        worst = float((res[order] / theta[order].abs().clamp_min(1e-300)).max())
+        warnings.warn(
+            ConvergenceWarning(
+                f"lanczos: {len(order)} wanted eigenpairs not all converged after {matvecs} "
+                f"products (worst relative residual {worst:.2e} > tol={tol:g}); the result "
+                "holds the partial estimates (converged=False). fix: raise max_iter or ncv, or "
+                "loosen tol"
+            ),
+            stacklevel=2,
+        )
+    return result

@@ -1,0 +1,486 @@
+"""Linear operators on flat vectors and the Hessian of a model's mean loss over a dataset.
+
+:class:`LinearOperator` is the small base every operator shares: subclasses implement only the
+product of the operator with a block of vectors (``_matmat``); the base owns shape and dtype checks,
+``op @ v``, ``matvec``, ``matmat``, the product counter ``num_matvecs`` and the ``to_scipy()`` view.
+
+:class:`HessianOperator` is H(θ) = ∇²L(θ) with L the mean loss over all of a dataset. It never
+builds H: each product is a Hessian-vector product computed by one of the styles in
+:mod:`sgdscope.curvature._hvp`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._batching import batch_len, iter_batches
+from .._state import BN_MODES, has_batchnorm
+from ..errors import ConfigError
+from ._hvp import HVP_STYLES, Batch, make_engine
+
+__all__ = ["HessianOperator", "LinearOperator", "as_operator"]
+
+
+class LinearOperator:
+    """A square ``(n, n)`` linear operator acting on flat torch vectors.
+
+    Subclasses implement :meth:`_matmat` (an ``(n, m)`` block in, an ``(n, m)`` block out, in the
+    operator's dtype and on its device). The base checks shapes, converts inputs to the operator's
+    dtype and device, counts products in :attr:`num_matvecs` (one per column) and offers
+    :meth:`to_scipy`.
+
+    Attributes:
+        shape: ``(n, n)``.
+        dtype: dtype of the vectors the operator returns.
+        device: device of the vectors the operator returns.
+        num_matvecs: number of operator-vector products computed so far (a block of m counts m).
+        symmetric: whether the operator is self-adjoint (the Hessian is).
+    """
+
+    symmetric: bool = True
+
+    def __init__(self, n: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        if n < 1:
+            raise ConfigError(f"an operator needs a positive dimension, got n={n}")
+        self._n = int(n)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.num_matvecs = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._n, self._n)
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check(self, x: Any, ndim: int) -> torch.Tensor:
+        expected = f"({self._n},)" if ndim == 1 else f"({self._n}, m)"
+        if not isinstance(x, torch.Tensor):
+            raise ConfigError(
+                f"expected a torch tensor of shape {expected}, received {type(x).__name__}; "
+                "fix: pass a flat tensor (torch.cat([p.reshape(-1) for p in params]))"
+            )
+        if x.ndim != ndim or x.shape[0] != self._n:
+            raise ConfigError(
+                f"expected a tensor of shape {expected}, received shape {tuple(x.shape)}; fix: "
+                "flatten the vector over all the operator's parameters (op.shape[0] entries)"
+                + ("" if ndim == 1 else ", one column per vector")
+            )
+        if not (x.is_floating_point() or x.is_complex()):
+            x = x.to(self.dtype)
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``A v`` for a flat vector ``v`` of shape ``(n,)``."""
+        v = self._check(v, 1)
+        out = self._matvec(v)
+        self.num_matvecs += 1
+        return out
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self._matmat(v.unsqueeze(1))[:, 0]
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``A V`` for a block ``V`` of shape ``(n, m)`` (cheaper per vector than m matvecs where
+        the operator can batch)."""
+        V = self._check(V, 2)
+        if V.shape[1] == 0:
+            return torch.empty_like(V)
+        out = self._matmat(V)
+        self.num_matvecs += V.shape[1]
+        return out
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            return self.matmat(x)
+        return self.matvec(x)
+
+    def to_scipy(self):
+        """A ``scipy.sparse.linalg.LinearOperator`` view (numpy in, numpy out; float64 numpy
+        inputs are converted to the operator's dtype), e.g. for ``scipy.sparse.linalg.eigsh``."""
+        import numpy as np
+        from scipy.sparse.linalg import LinearOperator as ScipyLinearOperator
+
+        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+
+        def _mv(x: np.ndarray) -> np.ndarray:
+            v = torch.from_numpy(np.ascontiguousarray(x).reshape(-1))
+            return self.matvec(v).detach().cpu().numpy()
+
+        def _mm(X: np.ndarray) -> np.ndarray:
+            V = torch.from_numpy(np.ascontiguousarray(X))
+            return self.matmat(V).detach().cpu().numpy()
+
+        return ScipyLinearOperator(
+            self.shape, matvec=_mv, rmatvec=_mv, matmat=_mm, rmatmat=_mm, dtype=np_dtype
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self._n}, dtype={self.dtype}, device={self.device})"
+
+
+class _MatrixOperator(LinearOperator):
+    """An explicit (dense) symmetric matrix as an operator (tests, small problems)."""
+
+    def __init__(self, A: torch.Tensor) -> None:
+        super().__init__(A.shape[0], dtype=A.dtype, device=A.device)
+        self.A = A
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        return self.A @ V
+
+
+class _CallableOperator(LinearOperator):
+    """Wraps any object with a ``shape`` that is callable on (or has ``matvec`` for) vectors."""
+
+    def __init__(self, obj: Any, n: int, dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__(n, dtype=dtype, device=device)
+        self._fn: Callable[[torch.Tensor], torch.Tensor] = (
+            obj.matvec if hasattr(obj, "matvec") else obj
+        )
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        cols = [torch.as_tensor(self._fn(V[:, i])).reshape(-1) for i in range(V.shape[1])]
+        return torch.stack(cols, dim=1).to(device=self.device, dtype=self.dtype)
+
+
+def as_operator(A: Any) -> LinearOperator:
+    """View ``A`` as a :class:`LinearOperator`.
+
+    Accepts an operator, a square 2-D tensor, or any object with ``shape == (n, n)`` that is
+    callable on flat vectors or has a ``matvec`` method (its ``dtype``/``device`` attributes, when
+    present, set the operator's; otherwise float64 on the CPU).
+    """
+    if isinstance(A, LinearOperator):
+        return A
+    if isinstance(A, torch.Tensor):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ConfigError(
+                f"expected a square matrix of shape (n, n), received shape {tuple(A.shape)}; "
+                "fix: pass the symmetric matrix itself"
+            )
+        if not A.is_floating_point():
+            A = A.double()
+        return _MatrixOperator(A)
+    shape = getattr(A, "shape", None)
+    if shape is not None and (callable(A) or hasattr(A, "matvec")):
+        shape = tuple(shape)
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ConfigError(
+                f"expected a square operator of shape (n, n), received shape {shape}; fix: "
+                "pass a Hessian (or other symmetric) operator"
+            )
+        dtype = getattr(A, "dtype", torch.float64)
+        if not isinstance(dtype, torch.dtype):
+            dtype = torch.float64
+        device = torch.device(getattr(A, "device", "cpu"))
+        return _CallableOperator(A, int(shape[0]), dtype, device)
+    raise ConfigError(
+        f"expected a linear operator, received {type(A).__name__}; fix: pass a HessianOperator, "
+        "a square torch matrix, or an object with shape (n, n) that is callable on flat vectors"
+    )
+
+
+def _resolve_params(
+    model: nn.Module, params: Iterable[Any] | None
+) -> list[tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs the operator differentiates, in model order."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if params is None:
+        if not trainable:
+            raise ConfigError(
+                "the model has no trainable parameters (requires_grad=True); the Hessian is "
+                "empty. fix: unfreeze the parameters to measure, or pass params=[...]"
+            )
+        return trainable
+    chosen = list(params)
+    if not chosen:
+        raise ConfigError("params=[] selects nothing; pass some parameters (or names), or None")
+    by_name = dict(model.named_parameters())
+    wanted_ids: set[int] = set()
+    for item in chosen:
+        if isinstance(item, str):
+            if item not in by_name:
+                raise ConfigError(
+                    f"params: {item!r} is not a parameter name of the model; expected one of "
+                    f"{', '.join(list(by_name)[:8])}{', ...' if len(by_name) > 8 else ''}"
+                )
+            wanted_ids.add(id(by_name[item]))
+        elif isinstance(item, torch.Tensor):
+            wanted_ids.add(id(item))
+        else:
+            raise ConfigError(
+                f"params: expected parameters or parameter names, received {type(item).__name__}"
+            )
+    out = [(n, p) for n, p in model.named_parameters() if id(p) in wanted_ids]
+    if len(out) != len(wanted_ids):
+        raise ConfigError(
+            "params: some given tensors are not parameters of this model; fix: pass tensors from "
+            "model.parameters() (or their names from model.named_parameters())"
+        )
+    return out
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        return p.device, p.dtype
+    for b in model.buffers():
+        return b.device, (b.dtype if b.is_floating_point() else torch.get_default_dtype())
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _prepare_batches(
+    data: Any,
+    batch_size: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    bn_mode: str,
+    ghost_batch_size: int | None,
+) -> list[Batch]:
+    """Read ``data`` once into a list of ``(x, y, weight)`` on the model's device.
+
+    Weights are ``batch_len(y_b) / Σ batch_len``, so the sum over batches of weight × batch mean is
+    the mean over the data whatever the split into batches.
+    """
+    try:
+        raw = list(iter_batches(data, batch_size))
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+    def _move(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype)
+        return x
+
+    pairs = [(_move(x), y.to(device)) for x, y in raw]
+    if not pairs:
+        raise ConfigError(
+            "the data is empty: expected at least one (x, y) batch; fix: check the split or "
+            "DataLoader passed to HessianOperator"
+        )
+    if bn_mode == "ghost":
+        xs = [x for x, _ in pairs]
+        if not all(isinstance(x, torch.Tensor) for x in xs):
+            raise ConfigError("bn_mode='ghost' needs tensor inputs (it re-batches the data)")
+        x_all = torch.cat(xs)
+        y_all = torch.cat([y for _, y in pairs])
+        gbs = int(ghost_batch_size)  # checked by the caller
+        pairs = [(x_all[s : s + gbs], y_all[s : s + gbs]) for s in range(0, len(y_all), gbs)]
+    total = sum(batch_len(y) for _, y in pairs)
+    return [(x, y, batch_len(y) / total) for x, y in pairs]
+
+
+def _available_memory(device: torch.device) -> int:
+    """Free memory on ``device`` in bytes (CUDA: free device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**31
+
+
+class HessianOperator(LinearOperator):
+    """The Hessian H = ∇²L(θ) of the mean loss over ``data``, as a linear operator.
+
+    L(θ) = Σ_b w_b · loss_fn(model(x_b), y_b), with w_b = batch_len(y_b) / Σ batch_len (the mean
+    over all loss terms), differentiated twice with respect to the trainable parameters (or the
+    chosen subset ``params``, which gives the diagonal block of H for those parameters; the others
+    stay fixed). H is never built.
+
+    The operator is H at a snapshot θ taken at construction (the model's current parameters, or
+    ``theta``): products do not read the model's parameters again, so build a new operator after
+    the model changes. The data is read once at construction, in its order then (a shuffling
+    DataLoader is frozen into one epoch: the operator is one fixed matrix, which Lanczos needs).
+    Nothing of the model changes: products run ``torch.func.functional_call`` on the snapshot, with
+    BatchNorm buffers passed functionally (running statistics in ``eval`` mode, none in ``train`` /
+    ``ghost`` mode, so they are never updated); the train/eval flags and the RNG are restored.
+
+    Args:
+        model: the network; its device and dtype set the operator's.
+        loss_fn: ``loss_fn(output, target)`` → the mean loss over the batch.
+        data: an ``(x, y)`` pair, a list of pairs, a DataLoader, or an sgdscope split.
+        bn_mode: ``"train"``: BatchNorm uses the statistics of each batch (what SGD sees; the
+            result then depends on how the data is batched); ``"eval"``: running statistics;
+            ``"ghost"``: batch statistics over fixed consecutive ghost batches of
+            ``ghost_batch_size`` examples, whatever the loader's batch size. Dropout is off.
+        ghost_batch_size: size of the ghost batches (required for ``bn_mode="ghost"``).
+        params: a subset of the model's parameters (tensors or names) for a diagonal block.
+        dtype: evaluate in this dtype (e.g. ``torch.float64`` for references); default: the
+            model's. The model itself is not converted.
+        theta: flat values of all trainable parameters to evaluate at (default: the model's).
+        batch_size: split a pair or split into chunks of this size (default: as given).
+        hvp: the product style: ``"auto"`` (the reused first-order graph within
+            ``memory_budget``, recomputation for what does not fit), ``"reuse"`` (same),
+            ``"double_backward"`` (recompute per product), ``"forward_over_reverse"``
+            (``torch.func.jvp`` of ``torch.func.grad``; falls back to double backward when
+            torch.func cannot trace the model).
+        memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
+            memory of the device); 0 disables reuse.
+
+    Example:
+        >>> op = HessianOperator(model, torch.nn.functional.cross_entropy, (x, y))
+        >>> hv = op @ torch.randn(op.shape[0])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        data: Any,
+        *,
+        bn_mode: str = "train",
+        ghost_batch_size: int | None = None,
+        params: Iterable[Any] | None = None,
+        dtype: torch.dtype | None = None,
+        theta: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        hvp: str = "auto",
+        memory_budget: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model: expected a torch.nn.Module, received {type(model).__name__}")
+        if bn_mode not in BN_MODES:
+            raise ConfigError(
+                f"bn_mode: expected one of {', '.join(BN_MODES)}, received {bn_mode!r}"
+            )
+        if bn_mode == "ghost":
+            if ghost_batch_size is None or int(ghost_batch_size) < 1:
+                raise ConfigError(
+                    f"bn_mode='ghost' needs ghost_batch_size >= 1, received {ghost_batch_size!r}; "
+                    "fix: pass ghost_batch_size=<the training batch size>"
+                )
+        if hvp not in HVP_STYLES:
+            raise ConfigError(f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, received {batch_size!r}")
+        if memory_budget is not None and memory_budget < 0:
+            raise ConfigError(f"memory_budget: expected bytes >= 0, received {memory_budget!r}")
+
+        device, model_dtype = _model_device_dtype(model)
+        dtype = model_dtype if dtype is None else dtype
+        named = _resolve_params(model, params)
+        self.param_names: list[str] = [n for n, _ in named]
+        self.param_shapes: list[torch.Size] = [p.shape for _, p in named]
+        self._numels = [math.prod(s) for s in self.param_shapes]
+        super().__init__(sum(self._numels), dtype=dtype, device=device)
+        self.bn_mode = bn_mode
+        self.ghost_batch_size = ghost_batch_size
+        self.has_batchnorm = has_batchnorm(model)
+
+        # Snapshot θ (all trainable parameters) and the buffers, in the evaluation dtype.
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        values: dict[str, torch.Tensor] = {
+            n: p.detach().to(dtype=dtype) for n, p in model.named_parameters()
+        }
+        if theta is not None:
+            n_all = sum(p.numel() for _, p in trainable)
+            if not isinstance(theta, torch.Tensor) or theta.shape != (n_all,):
+                got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta)
+                raise ConfigError(
+                    f"theta: expected a flat tensor of shape ({n_all},) (all trainable "
+                    f"parameters, in model order), received {got}"
+                )
+            offset = 0
+            for n, p in trainable:
+                values[n] = theta[offset : offset + p.numel()].detach().view(p.shape)
+                offset += p.numel()
+        values = {n: v.to(device=device, dtype=dtype) for n, v in values.items()}
+        for n, _ in named:  # the differentiated leaves: private copies, never the model's own
+            values[n] = values[n].clone()
+        buffers: dict[str, torch.Tensor | None] = {}
+        for mod_name, mod in model.named_modules():
+            for b_name, b in mod.named_buffers(recurse=False):
+                full = f"{mod_name}.{b_name}" if mod_name else b_name
+                is_norm = isinstance(mod, nn.modules.batchnorm._BatchNorm)
+                if is_norm and bn_mode in ("train", "ghost"):
+                    buffers[full] = None  # batch statistics; running ones never touched
+                elif b.is_floating_point():
+                    buffers[full] = b.detach().to(dtype=dtype).clone()
+                else:
+                    buffers[full] = b.detach().clone()
+        self._batches = _prepare_batches(data, batch_size, device, dtype, bn_mode, ghost_batch_size)
+        budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
+        self.memory_budget = int(budget)
+        self._engine = make_engine(
+            hvp,
+            model=model,
+            loss_fn=loss_fn,
+            batches=self._batches,
+            names=self.param_names,
+            values=values,
+            buffers=buffers,
+            bn_mode=bn_mode,
+            memory_budget=self.memory_budget,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def hvp_style(self) -> str:
+        """The product style in use (after any fallback)."""
+        return self._engine.style
+
+    @property
+    def num_batches(self) -> int:
+        return len(self._batches)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """How products are computed: style, retained graph bytes and batches, fallbacks."""
+        return self._engine.info()
+
+    def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """Split a flat vector (n,) or block (n, m) into per-parameter views, in model order."""
+        pieces = torch.split(v, self._numels, dim=0)
+        if v.ndim == 1:
+            return [p.view(s) for p, s in zip(pieces, self.param_shapes, strict=True)]
+        m = v.shape[1]
+        return [p.T.reshape(m, *s) for p, s in zip(pieces, self.param_shapes, strict=True)]
+
+    def flatten(self, tensors: Sequence[torch.Tensor], batched: bool = False) -> torch.Tensor:
+        """Inverse of :meth:`unflatten` (``batched``: tensors of shape (m, *param_shape))."""
+        if not batched:
+            return torch.cat([t.reshape(-1) for t in tensors])
+        m = tensors[0].shape[0]
+        return torch.cat([t.reshape(m, -1) for t in tensors], dim=1).T
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        pieces = self.unflatten(V)
+        out = self._engine.hvp(pieces)
+        return self.flatten(out, batched=True).to(dtype=self.dtype)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        pieces = [
+            p.view(1, *s)
+            for p, s in zip(torch.split(v, self._numels), self.param_shapes, strict=True)
+        ]
+        out = self._engine.hvp(pieces)
+        return torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
+
+    def gradient(self) -> torch.Tensor:
+        """The gradient ∇L(θ) (flat, shape (n,)) of the mean loss over the data at the snapshot."""
+        return self.flatten(self._engine.gradient())
+
+    def loss(self) -> float:
+        """The mean loss L(θ) over the data at the snapshot (in the operator's mode)."""
+        return float(self._engine.loss())
+
+    def release(self) -> None:
+        """Free the retained first-order graph (products after this rebuild it)."""
+        self._engine.release()

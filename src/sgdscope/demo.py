@@ -1,10 +1,11 @@
 """``sgdscope demo``: small runs on embedded data that test both papers' main findings, an HTML
 report for each paper, and the verdicts printed as text.
 
-Paper A (digits, MLP, SGD at two learning rates): λ₁ along training, gradient alignment with the
+Paper A (digits, MLP, SGD at three learning rates): λ₁ along training, gradient alignment with the
 top eigenvectors, the α test. Paper B (mnist1d, MLP): the walk between consecutive iterates under
-SGD at two learning rates and two batch sizes, GD, and GD with isotropic noise. About 3 minutes
-on 2 CPU cores (``BENCHMARKS.md``); ``--quick`` shrinks every run for a smoke test.
+SGD at two learning rates and three batch sizes, GD at the edge of stability, and GD with
+isotropic noise. About 1–2 minutes on 2 CPU cores (``BENCHMARKS.md``); ``--quick`` shrinks every
+run for a smoke test.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from .cli._format import console
 
 
 def paper_a_sweep(quick: bool = False) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Config and grid of the paper-A part: SGD at η ∈ {0.02, 0.1}, λ₁/alignment/α-test."""
+    """Config and grid of the paper-A part: SGD at η ∈ {0.05, 0.2, 0.5}, λ₁/alignment/α-test."""
     every = 2 if quick else 10
     config = {
         "name": "demo-a",
         "data": {"name": "digits", "probe_size": 256},
         "model": {"name": "mlp", "options": {"widths": [64, 64]}},
         "optim": {"name": "sgd", "lr": 0.1},
-        "train": {"epochs": 1 if quick else 5, "batch_size": 32, "progress": False},
+        "train": {"epochs": 1 if quick else 8, "batch_size": 32, "progress": False},
         "probes": [
             {"name": "sharpness", "every": every, "options": {"k": 5, "bn_mode": "eval"}},
             {"name": "alignment", "every": every, "options": {"k": 5}},
@@ -35,12 +36,12 @@ def paper_a_sweep(quick: bool = False) -> tuple[dict[str, Any], dict[str, list[A
     }
     if quick:
         config["train"]["steps"] = 6
-    return config, {"optim.lr": [0.02, 0.1]}
+    return config, {"optim.lr": [0.05, 0.2, 0.5]}
 
 
 def paper_b_sweep(quick: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Config and points of the paper-B part: SGD (η, S), GD and GD + isotropic noise."""
-    epochs = 1 if quick else 4
+    epochs = 1 if quick else 10
     config = {
         "name": "demo-b",
         "data": {"name": "mnist1d", "probe_size": 256},
@@ -54,20 +55,15 @@ def paper_b_sweep(quick: bool = False) -> tuple[dict[str, Any], list[dict[str, A
             {"name": "param_norm"},
         ],
     }
-    gd_steps = 6 if quick else 100
+    gd_steps = 6 if quick else 300
+    gd = {"train.batch_size": "full", "train.steps": gd_steps, "probes.0.epochs": [0, gd_steps - 1]}
     points = [
-        {"optim.lr": 0.05, "train.batch_size": 100},
-        {"optim.lr": 0.2, "train.batch_size": 100},
-        {"optim.lr": 0.05, "train.batch_size": 25},
-        {"optim.lr": 0.05, "train.batch_size": 400},
-        {"optim.lr": 0.2, "train.batch_size": "full", "train.steps": gd_steps},
-        {
-            "optim.lr": 0.2,
-            "optim.name": "noisy_gd",
-            "optim.options.c": 0.1,
-            "train.batch_size": "full",
-            "train.steps": gd_steps,
-        },
+        {"optim.lr": 0.1, "train.batch_size": 100},
+        {"optim.lr": 0.4, "train.batch_size": 100},
+        {"optim.lr": 0.4, "train.batch_size": 25},
+        {"optim.lr": 0.4, "train.batch_size": 400},
+        {"optim.lr": 1.0, **gd},
+        {"optim.lr": 1.0, "optim.name": "noisy_gd", "optim.options.c": 0.3, **gd},
     ]
     if quick:
         for p in points:
@@ -84,7 +80,10 @@ def run_demo(out: str | Path = "runs/demo", *, workers: int = 2, quick: bool = F
     t0 = time.perf_counter()
     console.print(f"[bold]sgdscope demo[/bold] → {root}  ({workers} worker processes)")
     parts = {
-        "A — sharpest directions (digits, MLP, SGD η ∈ {0.02, 0.1})": ("paper-a", paper_a_sweep),
+        "A — sharpest directions (digits, MLP, SGD η ∈ {0.05, 0.2, 0.5})": (
+            "paper-a",
+            paper_a_sweep,
+        ),
         "B — a walk with SGD (mnist1d, MLP; SGD over η and S, GD, GD + noise)": (
             "paper-b",
             paper_b_sweep,

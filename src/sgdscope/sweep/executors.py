@@ -10,9 +10,11 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from .._registry import Registry
+from ..errors import SgdscopeError
 
 
 class Executor(Protocol):
@@ -58,8 +60,16 @@ class LocalExecutor:
             _init_worker()
             yield from SerialExecutor().map_unordered(fn, tasks)
             return
+        # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker) as pool:
             futures = [pool.submit(fn, t) for t in tasks]
-            for f in as_completed(futures):
-                yield f.result()
+            try:
+                for f in as_completed(futures):
+                    yield f.result()
+            except BrokenProcessPool as e:
+                raise SgdscopeError(
+                    "a sweep worker process died. From a script, start sweeps under "
+                    "`if __name__ == '__main__':` (worker processes are spawned and re-import "
+                    "the script), or pass workers=1"
+                ) from e

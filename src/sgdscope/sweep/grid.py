@@ -58,7 +58,15 @@ def point_name(point: dict[str, Any]) -> str:
     """A file-system-safe run name for a grid point, e.g. ``lr=0.05_bs=128_seed=0``."""
     if not point:
         return "run"
-    parts = [f"{_short(k)}={v}" for k, v in point.items()]
+
+    def text(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return "-".join(text(x) for x in v)
+        if isinstance(v, dict):
+            return "-".join(f"{k}{text(x)}" for k, x in v.items())
+        return str(v)
+
+    parts = [f"{_short(k)}={text(v)}" for k, v in point.items()]
     return re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))
 
 

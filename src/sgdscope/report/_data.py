@@ -133,9 +133,13 @@ def open_target(path: str | Path) -> Any:
 
 
 def as_sweep(obj: Any) -> Any:
-    """A sweep object from a sweep or a list of runs (a :class:`FolderSweep` over them)."""
+    """A sweep object from a sweep, a sweep or run directory, or a list of runs."""
     if is_sweep(obj):
         return obj
+    if isinstance(obj, (str, Path)):
+        obj = open_target(obj)
+        if is_sweep(obj):
+            return obj
     if isinstance(obj, Run):
         obj = [obj]
     runs = list(obj)

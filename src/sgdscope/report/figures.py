@@ -531,10 +531,14 @@ def barrier_table(run: Run) -> pd.DataFrame | None:
 
 
 # --------------------------------------------------------------------------- across runs
-def _x_positions(values: pd.Series) -> tuple[np.ndarray, dict[float, str]]:
-    """Numbers on a log axis; full batch (inf) placed at 2× the largest finite value."""
+def _x_positions(
+    values: pd.Series, reference: pd.Series | None = None
+) -> tuple[np.ndarray, dict[float, str]]:
+    """Numbers on a log axis; full batch (inf) placed at 2× the largest finite value of
+    ``reference`` (the whole panel's x values, so every group puts "full" at the same place)."""
     v = values.astype(float).to_numpy()
-    finite = v[np.isfinite(v)]
+    ref = (reference if reference is not None else values).astype(float).to_numpy()
+    finite = ref[np.isfinite(ref)]
     top = 2 * finite.max() if len(finite) else 1.0
     pos = np.where(np.isinf(v), top, v)
     labels = {
@@ -554,7 +558,7 @@ def _vs_panel(
     ticks: dict[float, str] = {}
     for j, (gval, g) in enumerate(groups):
         stats = g.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
-        pos, labels = _x_positions(stats[x])
+        pos, labels = _x_positions(stats[x], df[x])
         ticks.update(labels)
         order = np.argsort(pos)
         err = stats["std"].fillna(0.0).to_numpy()[order]

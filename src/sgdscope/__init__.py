@@ -29,7 +29,7 @@ from .curvature import (
 )
 from .data import DataBundle, Split, list_datasets, load_dataset, register_dataset
 from .errors import ConfigError, DatasetNotFoundError, DivergedError, SgdscopeError
-from .landscape import interpolate, loss_at, valley_stats
+from .landscape import InterpolationResult, ValleyStats, interpolate, loss_at, valley_stats
 from .models import build_model, list_models, register_model
 from .optim import NudgedSGD, ProjectedSGD
 from .optim.noisy_gd import IsotropicNoiseGD, estimate_noise_sigma
@@ -71,6 +71,8 @@ __all__ = [
     "power_iteration",
     "spectral_density",
     # landscape
+    "InterpolationResult",
+    "ValleyStats",
     "interpolate",
     "loss_at",
     "valley_stats",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -55,3 +56,35 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def check_options(
+    fn: Callable[..., Any],
+    options: dict[str, Any],
+    *,
+    where: str,
+    what: str,
+    reserved: tuple[str, ...] = (),
+) -> None:
+    """Refuse option names that ``fn`` does not take, naming the nearest valid one.
+
+    Args:
+        fn: the factory (or class) whose keyword parameters are the valid options.
+        options: the options given (a config's ``options`` mapping).
+        where: the config path of the mapping, e.g. ``"model.options"``.
+        what: what the options are for, e.g. ``"model 'mlp'"``.
+        reserved: parameters filled by sgdscope itself, not options.
+    """
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if p not in ("self", *reserved)]
+    for key in options:
+        if key not in accepted:
+            hint = closest(key, accepted)
+            extra = f"; did you mean {hint!r}?" if hint else ""
+            raise ConfigError(
+                f"{where}.{key}: unknown option for {what}{extra} "
+                f"(valid: {', '.join(accepted) or 'none'})"
+            )

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._registry import Registry, closest
+from .._registry import Registry, check_options
 from ..errors import ConfigError
 from .base import DataBundle, Split
 
@@ -59,19 +59,6 @@ def _as_tensor(a: Any, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype)
 
 
-def _check_options(name: str, fn: Callable, options: dict[str, Any]) -> None:
-    params = inspect.signature(fn).parameters
-    accepted = {p for p in params if p not in ("root", "seed", "download")}
-    for key in options:
-        if key not in accepted:
-            hint = closest(key, accepted)
-            extra = f"; did you mean {hint!r}?" if hint else ""
-            raise ConfigError(
-                f"data.options.{key}: unknown option for dataset {name!r}{extra} "
-                f"(valid: {', '.join(sorted(accepted)) or 'none'})"
-            )
-
-
 def load_dataset(
     name: str,
     *,
@@ -107,7 +94,13 @@ def load_dataset(
         A :class:`DataBundle`; ``info`` records sizes, indices' seeds and standardisation stats.
     """
     fn = DATASETS.get(name)
-    _check_options(name, fn, options)
+    check_options(
+        fn,
+        options,
+        where="data.options",
+        what=f"dataset {name!r}",
+        reserved=("root", "seed", "download"),
+    )
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction={val_fraction}: must be in [0, 1)")
     if not 0.0 < probe_fraction <= 1.0:

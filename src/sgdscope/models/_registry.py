@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from .._registry import Registry, closest
-from ..errors import ConfigError
+from .._registry import Registry, check_options
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -28,16 +26,13 @@ def build_model(
 ) -> nn.Module:
     """Build a registered model for inputs of ``input_shape`` and ``num_classes`` outputs."""
     fn = MODELS.get(name)
-    params = inspect.signature(fn).parameters
-    accepted = [p for p in params if p not in ("input_shape", "num_classes")]
-    for key in options:
-        if key not in accepted:
-            hint = closest(key, accepted)
-            extra = f"; did you mean {hint!r}?" if hint else ""
-            raise ConfigError(
-                f"model.options.{key}: unknown option for model {name!r}{extra} "
-                f"(valid: {', '.join(accepted) or 'none'})"
-            )
+    check_options(
+        fn,
+        options,
+        where="model.options",
+        what=f"model {name!r}",
+        reserved=("input_shape", "num_classes"),
+    )
     return fn(tuple(input_shape), int(num_classes), **options)
 
 

@@ -11,7 +11,6 @@ it before every ``step()`` (``shared`` is the probes' shared dict, holding e.g. 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._registry import Registry, closest
-from ..errors import ConfigError
+from .._registry import Registry, check_options
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 
@@ -55,15 +53,9 @@ def build_optimizer(
     name: str, params: list[nn.Parameter], ctx: OptimContext, **options: Any
 ) -> torch.optim.Optimizer:
     fn = OPTIMIZERS.get(name)
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("params", "ctx")]
-    for key in options:
-        if key not in accepted:
-            hint = closest(key, accepted)
-            extra = f"; did you mean {hint!r}?" if hint else ""
-            raise ConfigError(
-                f"optim.options.{key}: unknown option for optimizer {name!r}{extra} "
-                f"(valid: {', '.join(accepted) or 'none'})"
-            )
+    check_options(
+        fn, options, where="optim.options", what=f"optimizer {name!r}", reserved=("params", "ctx")
+    )
     return fn(params, ctx, **options)
 
 

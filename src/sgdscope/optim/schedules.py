@@ -25,14 +25,13 @@ Epoch counts may be fractional; they are converted to whole steps by rounding.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from .._registry import closest
+from .._registry import check_options, closest
 from ..errors import ConfigError
 
 Schedule = Callable[[int], float]
@@ -233,19 +232,13 @@ def make_schedule(
             f"schedule.name={name!r}: unknown schedule{extra} (available: "
             f"{', '.join(list_schedules())})"
         )
-    accepted = [
-        p
-        for p in inspect.signature(factory).parameters
-        if p not in ("lr", "steps_per_epoch", "total_steps")
-    ]
-    for key in options:
-        if key not in accepted:
-            hint = closest(key, accepted)
-            extra = f"; did you mean {hint!r}?" if hint else ""
-            raise ConfigError(
-                f"schedule.options.{key}: unknown option for schedule {name!r}{extra} "
-                f"(valid: {', '.join(accepted) or 'none'})"
-            )
+    check_options(
+        factory,
+        options,
+        where="schedule.options",
+        what=f"schedule {name!r}",
+        reserved=("lr", "steps_per_epoch", "total_steps"),
+    )
     lr = _positive("lr", lr, allow_zero=True)
     if (
         isinstance(steps_per_epoch, bool)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .._registry import Registry, closest
-from ..errors import ConfigError
+from .._registry import Registry, check_options
 from .base import Probe, When
 
 PROBES: Registry[Callable[..., Probe]] = Registry("probe")
@@ -28,17 +26,7 @@ def list_probes() -> list[str]:
 def build_probe(name: str, every: When, **options: Any) -> Probe:
     """Build a registered probe, checking option names first."""
     cls = PROBES.get(name)
-    target = cls.__init__ if inspect.isclass(cls) else cls
-    params = inspect.signature(target).parameters
-    accepted = [p for p in params if p not in ("self", "every")]
-    has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not has_var_kw:
-        for key in options:
-            if key not in accepted:
-                hint = closest(key, accepted)
-                extra = f"; did you mean {hint!r}?" if hint else ""
-                raise ConfigError(
-                    f"probes[{name}].options.{key}: unknown option{extra} "
-                    f"(valid: {', '.join(accepted) or 'none'})"
-                )
+    check_options(
+        cls, options, where=f"probes[{name}].options", what=f"probe {name!r}", reserved=("every",)
+    )
     return cls(every=every, **options)

@@ -16,4 +16,5 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "Paper A — sharpest directions" in out and "Paper B — a walk with SGD" in out
     assert "reproduced" in out  # verdict lines
     assert "height (nats)" in out and "barriers" in out  # the walk table
+    assert "λ₁ peak (step)" in out and "align random" in out  # the sharpness table
     assert out.count("finished") >= 8  # 2 + 6 runs, all finished

@@ -79,6 +79,8 @@ def main() -> None:
     for name, cfg in CASES.items():
         res: dict[str, list[float]] = {"plain": [], "trainer": [], "trainer+probes": []}
         steps = 0
+        trainer_loop(cfg, cheap)  # warm-up: first-call imports and caches are not per-step costs
+        plain_loop(cfg, 10)
         for _ in range(args.repeats):
             t_bare, steps = trainer_loop(cfg, [])
             t_probe, _ = trainer_loop(cfg, cheap)

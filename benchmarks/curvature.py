@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -70,7 +70,14 @@ def hvp_table(wl: str, repeats: int) -> list[dict]:
 
     t_grad = median_time(grad, repeats)
     model.zero_grad(set_to_none=True)
-    rows = [{"style": "gradient (loss.backward)", "s": t_grad, "ratio": 1.0}]
+    rows = [
+        {
+            "style": "gradient (loss.backward)",
+            "s": t_grad,
+            "ratio": 1.0,
+            "mem_mb": memory_of(wl, "gradient"),
+        }
+    ]
     n = sum(p.numel() for p in model.parameters())
     v = torch.randn(n)
     V = torch.randn(n, 10)
@@ -95,7 +102,7 @@ def hvp_table(wl: str, repeats: int) -> list[dict]:
 
 
 def memory_of(wl: str, style: str) -> float | None:
-    """Peak RSS increase (MB) of 3 products in a fresh process, over one gradient's peak."""
+    """Peak RSS increase (MB) of 3 products (or gradients) in a fresh process."""
     try:
         out = subprocess.run(
             [sys.executable, __file__, "--memory-child", wl, style],
@@ -110,18 +117,39 @@ def memory_of(wl: str, style: str) -> float | None:
         return None
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def memory_child(wl: str, style: str) -> None:
+    """Peak RSS (VmHWM, reset through /proc/self/clear_refs) of 3 products (or of 3 gradients
+    for ``style="gradient"``) over the resident memory just before them, after a warm-up."""
     torch.set_num_threads(2)
     model, x, y = workload(wl)
-    F.cross_entropy(model(x), y).backward()
-    model.zero_grad(set_to_none=True)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = sum(p.numel() for p in model.parameters())
-    if style != "gradient":
-        op = HessianOperator(model, F.cross_entropy, (x, y), hvp=style)
-        for _ in range(3):
+    op = None if style == "gradient" else HessianOperator(model, F.cross_entropy, (x, y), hvp=style)
+
+    def work() -> None:
+        if op is None:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+        else:
             op @ torch.randn(n)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    work()  # warm-up (reuse: also builds the retained graph, which counts below as resident)
+    if op is not None:
+        op.release()  # the retained graph is part of the products' memory
+    model.zero_grad(set_to_none=True)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak-RSS mark
+    base = _status_kb("VmRSS")
+    for _ in range(3):
+        work()
+    peak = _status_kb("VmHWM")
     print(json.dumps({"mb": (peak - base) / 1024}))
 
 
@@ -138,9 +166,11 @@ def run_sgdscope(model, x, y, k, tol=None):
     return res.eigenvalues.tolist(), res.num_matvecs
 
 
-def run_sgdscope_power(model, x, y, k):
+def run_sgdscope_power(model, x, y, k, max_iter=2000):
     op = HessianOperator(model, F.cross_entropy, (x, y))
-    res = power_iteration(op, k, tol=1e-7, max_iter=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32 (W2) cannot reach 1e-7: the row says so
+        res = power_iteration(op, k, tol=1e-7, max_iter=max_iter)
     return res.eigenvalues.tolist(), res.num_matvecs
 
 
@@ -235,14 +265,20 @@ def reference(model, x, y, wl):
     return res.eigenvalues.tolist()
 
 
-def eig_table(wl: str, repeats: int) -> tuple[list[dict], list[float]]:
+def eig_table(wl: str, repeats: int, only: str = "") -> tuple[list[dict], list[float]]:
     model, x, y = workload(wl)
     ref = reference(model, x, y, wl)
+    # float32 (W2) cannot reach 1e-7: cap the product count there instead of timing 2000
+    power_cap = 2000 if wl == "W1" else 300
     methods: list[tuple[str, int, Callable]] = [
         ("sgdscope lanczos (defaults)", 1, lambda k: run_sgdscope(model, x, y, k)),
         ("sgdscope lanczos tol=1e-7", 1, lambda k: run_sgdscope(model, x, y, k, tol=1e-7)),
         ("sgdscope lanczos (defaults)", 10, lambda k: run_sgdscope(model, x, y, k)),
-        ("sgdscope power_iteration tol=1e-7", 1, lambda k: run_sgdscope_power(model, x, y, k)),
+        (
+            f"sgdscope power_iteration tol=1e-7 (max {power_cap} products)",
+            1,
+            lambda k: run_sgdscope_power(model, x, y, k, power_cap),
+        ),
     ]
     peers = [
         (
@@ -275,6 +311,8 @@ def eig_table(wl: str, repeats: int) -> tuple[list[dict], list[float]]:
             continue
         methods.append((label, 1, fn))
         methods.append((label, 10, fn))
+    if only:  # keep the rows whose label contains one of the given words
+        methods = [m for m in methods if any(w in m[0] for w in only.split(","))]
     rows = []
     for label, k, fn in methods:
         times, out = [], None
@@ -358,30 +396,36 @@ def trace_table(wl: str, repeats: int) -> list[dict]:
     return rows
 
 
-def tracking(wl: str) -> list[dict]:
-    """Warm vs cold Lanczos (top-10) between measurements 5 SGD steps apart."""
+TRACK_MODES = ("sum", "block", "ritz")
+
+
+def tracking(wl: str, every: int, measurements: int = 3) -> list[dict]:
+    """Warm vs cold Lanczos (top-10, default tol) between measurements ``every`` SGD steps apart.
+
+    Every warm start gets the previous measurement's vectors of the default (``ritz``) start.
+    """
     model, x, y = workload(wl)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     prev = lanczos(HessianOperator(model, F.cross_entropy, (x, y)), 10)
     rows = []
-    for m in range(3):
-        for _ in range(5):
+    for m in range(measurements):
+        for _ in range(every):
             opt.zero_grad()
             F.cross_entropy(model(x[:64]), y[:64]).backward()
             opt.step()
         op = HessianOperator(model, F.cross_entropy, (x, y))
         cold = lanczos(op, 10, seed=m + 1)
-        warm = lanczos(op, 10, v0=prev.eigenvectors, seed=m + 1)
-        block = lanczos(op, 10, v0=prev.eigenvectors, seed=m + 1, block_start=True)
-        rows.append(
-            {
-                "measurement": m + 1,
-                "cold": cold.num_matvecs,
-                "warm": warm.num_matvecs,
-                "block": block.num_matvecs,
-            }
-        )
-        prev = warm
+        row: dict = {"measurement": m + 1, "cold": cold.num_matvecs}
+        for mode in TRACK_MODES:
+            res = lanczos(op, 10, v0=prev.eigenvectors, seed=m + 1, warm_start=mode)
+            err = float(((res.eigenvalues - cold.eigenvalues).abs() / cold.eigenvalues.abs()).max())
+            row[mode] = res.num_matvecs
+            row[mode + "_how"] = res.warm_start
+            row[mode + "_err"] = err
+            if mode == "ritz":
+                prev = res
+        rows.append(row)
+        print(f"{wl} tracking every {every}: {row}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -393,51 +437,69 @@ def main() -> None:
     ap.add_argument("--workloads", default="W1,W2")
     ap.add_argument("--out", default=None)
     ap.add_argument("--memory-child", nargs=2, default=None)
+    ap.add_argument("--eig-only", default="", help="eigensolver rows whose label has a word")
+    ap.add_argument("--parts", default="hvp,eig,trace,track", help="tables to run")
+    ap.add_argument("--track-every", default="5,1", help="SGD steps between tracked measurements")
     args = ap.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
         return
     torch.set_num_threads(2)
     lines = [
+        "Command: `.venv/bin/python " + " ".join(sys.argv) + "`",
+        "",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
         f"repeats {args.repeats} (HVP), {args.eig_repeats} (eigensolvers)",
         "",
     ]
     for wl in args.workloads.split(","):
-        rows = hvp_table(wl, args.repeats)
-        lines += [
-            f"### {wl}: one HVP / one gradient",
-            "",
-            "| style | s per product | × gradient | × gradient per vector in a block of 10 "
-            "| peak RSS over 3 products (MB) |",
-            "| --- | --- | --- | --- | --- |",
-        ]
+        parts = set(args.parts.split(","))
+        rows = hvp_table(wl, args.repeats) if "hvp" in parts else []
+        lines += (
+            []
+            if not rows
+            else [
+                f"### {wl}: one HVP / one gradient",
+                "",
+                "| style | s per product | × gradient | × gradient per vector in a block of 10 "
+                "| peak RSS increase over 3 products (MB) |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+        )
         for r in rows:
             lines.append(
                 f"| {r['style']} | {r['s']:.4f} | {r['ratio']:.2f} | "
                 f"{r.get('block10_ratio', float('nan')):.2f} | {r.get('mem_mb') or '-'} |"
             )
-        info = rows[1]["info"]
-        lines += [
-            "",
-            f"reuse: graph {info['graph_bytes'] / 2**20:.1f} MB retained of budget "
-            f"{info['memory_budget'] / 2**20:.0f} MB",
-            "",
-        ]
-        eig, ref = eig_table(wl, args.eig_repeats)
-        lines += [
-            f"### {wl}: eigenvalues (largest algebraic); reference λ₁..λ₁₀ = "
-            + ", ".join(f"{v:.6g}" for v in ref),
-            "",
-            "| method | k | products | s | max rel. error |",
-            "| --- | --- | --- | --- | --- |",
-        ]
+        info = rows[1]["info"] if rows else None
+        lines += (
+            []
+            if info is None
+            else [
+                "",
+                f"reuse: graph {info['graph_bytes'] / 2**20:.1f} MB retained of budget "
+                f"{info['memory_budget'] / 2**20:.0f} MB",
+                "",
+            ]
+        )
+        eig, ref = eig_table(wl, args.eig_repeats, args.eig_only) if "eig" in parts else ([], [])
+        lines += (
+            []
+            if not eig
+            else [
+                f"### {wl}: eigenvalues (largest algebraic); reference λ₁..λ₁₀ = "
+                + ", ".join(f"{v:.6g}" for v in ref),
+                "",
+                "| method | k | products | s | max rel. error |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+        )
         for r in eig:
             lines.append(
                 f"| {r['method']} | {r['k']} | {r['matvecs']} | {r['s']:.2f} | {r['err']:.1e} |"
             )
         lines.append("")
-        tr = trace_table(wl, args.repeats)
+        tr = trace_table(wl, args.repeats) if "trace" in parts else []
         if tr:
             lines += [
                 f"### {wl}: trace at 100 products (mean rel. error over 5 seeds)",
@@ -447,15 +509,24 @@ def main() -> None:
             ]
             lines += [f"| {r['method']} | {r['err']:.2e} | {r['s']:.2f} |" for r in tr]
             lines.append("")
-        tk = tracking(wl)
-        lines += [
-            f"### {wl}: tracking, top-10 products every 5 SGD steps (lr 0.05)",
-            "",
-            "| measurement | cold | warm (sum start) | warm (block start) |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [f"| {r['measurement']} | {r['cold']} | {r['warm']} | {r['block']} |" for r in tk]
-        lines.append("")
+        track = [int(e) for e in args.track_every.split(",")] if "track" in parts else []
+        for every in track:
+            tk = tracking(wl, every)
+            lines += [
+                f"### {wl}: tracking, top-10 products, measurements every {every} SGD "
+                f"step{'s' if every > 1 else ''} (lr 0.05)",
+                "",
+                "| measurement | cold | warm: sum start | warm: block start "
+                "| warm: ritz (default) | ritz: how it finished | cold / ritz |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {r['measurement']} | {r['cold']} | {r['sum']} | {r['block']} | {r['ritz']} "
+                f"| {r['ritz_how']} | {r['cold'] / r['ritz']:.2f} |"
+                for r in tk
+            ]
+            worst = max(r[f"{m}_err"] for r in tk for m in TRACK_MODES)
+            lines += ["", f"(largest eigenvalue difference warm vs cold: {worst:.1e} relative)", ""]
         print("\n".join(lines), flush=True)
     text = "\n".join(lines)
     if args.out:

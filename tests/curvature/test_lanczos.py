@@ -7,6 +7,7 @@ import torch
 from curvature_cases import EPS64, dense_hessian, make_case, spectrum_matrix
 
 from sgdscope.curvature import ConvergenceWarning, HessianOperator, lanczos
+from sgdscope.curvature.operator import as_operator
 from sgdscope.errors import ConfigError
 
 # Weyl: a Ritz pair with residual r lies within r of an eigenvalue, so tol=1e-10 gives eigenvalue
@@ -116,12 +117,76 @@ def test_warm_start_needs_fewer_products():
     E = torch.randn(A.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     A2 = A + 1e-4 * (E + E.T) / A.shape[0] ** 0.5  # a nearby operator, as after a few steps
     cold2 = lanczos(A2, 10, seed=1)
-    warm = lanczos(A2, 10, v0=cold.eigenvectors, seed=1)
+    warm = lanczos(A2, 10, v0=cold.eigenvectors, seed=1, warm_start="sum")
     block = lanczos(A2, 10, v0=cold.eigenvectors, seed=1, block_start=True)
+    ritz = lanczos(A2, 10, v0=cold.eigenvectors, seed=1)  # the default warm start
+    assert (warm.warm_start, block.warm_start, ritz.warm_start) == ("sum", "block", "ritz")
     assert warm.num_matvecs < cold2.num_matvecs
     assert 2 * block.num_matvecs <= cold2.num_matvecs
-    for r in (warm, block):
+    assert 2 * ritz.num_matvecs <= cold2.num_matvecs
+    for r in (warm, block, ritz):
+        assert r.converged
         assert torch.allclose(r.eigenvalues, cold2.eigenvalues, rtol=1e-6)
+
+
+def _rotated(A: torch.Tensor, angle: float, seed: int) -> torch.Tensor:
+    """A with its eigenvectors rotated by exp(angle·K), K a random skew matrix of unit norm."""
+    g = torch.Generator().manual_seed(seed)
+    K = torch.randn(A.shape, generator=g, dtype=A.dtype)
+    K = (K - K.T) / torch.linalg.matrix_norm(K - K.T, ord=2)
+    R = torch.linalg.matrix_exp(angle * K)
+    return R @ A @ R.T
+
+
+@pytest.mark.parametrize("which", ["largest", "both"])
+def test_ritz_warm_start_from_rotated_eigenvectors(which):
+    # Eigenvectors that rotate slightly between measurements, the spectrum fixed (clustered top
+    # like a Hessian at initialisation): Rayleigh–Ritz on the previous vectors plus residual
+    # expansion needs at least 2x fewer products than a cold start, to the same accuracy.
+    ev = torch.cat(
+        [
+            torch.linspace(2, 1, 20, dtype=torch.float64),
+            0.3 * torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+        ]
+    )
+    A = spectrum_matrix(ev, seed=4)
+    ref = torch.linalg.eigvalsh(A)
+    k = 10 if which == "largest" else (8, 2)
+    want = ref.flip(0)[:10] if which == "largest" else torch.cat([ref.flip(0)[:8], ref[:2].flip(0)])
+    prev = lanczos(A, k, which=which)  # default tol=1e-4, as a probe would
+    for angle in (1e-4, 1e-3):
+        A2 = _rotated(A, angle, seed=2)
+        cold = lanczos(A2, k, which=which, seed=1)
+        warm = lanczos(A2, k, which=which, seed=1, v0=prev.eigenvectors)
+        assert warm.warm_start == "ritz" and warm.converged
+        assert 2 * warm.num_matvecs <= cold.num_matvecs, (angle, warm, cold)
+        # tol=1e-4: eigenvalue errors ≤ residual²/gap ≈ 1e-8/0.05, checked at 1e-6 relative
+        assert torch.allclose(warm.eigenvalues, want, rtol=1e-6, atol=0)
+        E = warm.eigenvectors
+        true_res = (A2 @ E - E * warm.eigenvalues).norm(dim=0)
+        assert bool((true_res <= 1e-4 * warm.eigenvalues.abs() * 1.01 + 1e-12).all())
+        prev = warm
+
+
+def test_ritz_warm_start_converged_vectors_cost_k_plus_one():
+    A = spectrum_matrix(_spectra()["mixed"], seed=3)
+    prev = lanczos(A, 5, tol=1e-12)
+    again = lanczos(A, 5, v0=prev.eigenvectors)
+    assert again.num_matvecs == 6 and again.warm_start == "ritz"  # k vectors + 1 random
+    assert torch.allclose(again.eigenvalues, prev.eigenvalues, rtol=1e-10)
+
+
+def test_ritz_warm_start_rough_vectors_fall_back_to_lanczos():
+    # Vectors far from the new eigenvectors: the Ritz step sees it and one Lanczos chain (from
+    # the sum of the Ritz vectors) finishes; the answer is right and its products are counted.
+    A = spectrum_matrix(_spectra()["mixed"], seed=3)
+    ref = torch.linalg.eigvalsh(A)
+    rough = torch.randn(A.shape[0], 6, generator=torch.Generator().manual_seed(3), dtype=A.dtype)
+    counted = as_operator(A)  # its num_matvecs counts every product
+    res = lanczos(counted, 6, v0=rough, tol=TOL)
+    assert res.warm_start == "ritz+lanczos"
+    assert res.num_matvecs == counted.num_matvecs > 7
+    _check(res, ref, 6, A=A)
 
 
 def test_not_converged_warns_and_returns_partial_result():
@@ -162,3 +227,5 @@ def test_user_errors():
         lanczos(A, 1, v0=torch.zeros(4))
     with pytest.raises(ConfigError, match="linear operator"):
         lanczos("H", 1)
+    with pytest.raises(ConfigError, match="warm_start"):
+        lanczos(A, 1, v0=torch.ones(5, 1), warm_start="best")

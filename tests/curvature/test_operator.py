@@ -243,3 +243,25 @@ def test_split_and_databundle_inputs():
     assert torch.equal(op @ v, ref @ v)
     x, y = make_data()
     assert x.shape[0] == y.shape[0]
+
+
+@pytest.mark.parametrize("batched_faster", [None, True, False])
+def test_block_products_same_whichever_way_they_are_computed(monkeypatch, batched_faster):
+    # A block product is either one is_grads_batched backward or a loop of single ones, chosen
+    # by timing the first block of each kind (None: not measured yet, the measuring call itself
+    # mixes both); all three give the dense Hessian's product.
+    from sgdscope.curvature import _hvp
+
+    model, loss_fn, data, bn_mode = make_case("cnn")
+    H = dense_hessian(model, loss_fn, data, bn_mode)
+    op = HessianOperator(model, loss_fn, data, bn_mode=bn_mode, dtype=torch.float64)
+    V = torch.randn(op.shape[0], 4, generator=torch.Generator().manual_seed(0), dtype=H.dtype)
+    table: dict = {}
+    monkeypatch.setattr(_hvp, "_BATCHED_FASTER", table)
+    if batched_faster is not None:
+        op.matmat(V)  # measures: the table now holds this kind of block
+        assert len(table) == 1
+        key = next(iter(table))
+        table[key] = batched_faster
+    assert _rel(op.matmat(V), H @ V) < RTOL64
+    assert len(table) == 1

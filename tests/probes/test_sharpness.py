@@ -235,3 +235,28 @@ def test_registry_and_option_validation():
                 theta0=torch.zeros(6),
             )
         )
+
+
+def test_warm_start_choice_backs_off_after_rough_vectors():
+    # Previous vectors that are far off make the Ritz warm start fall back to one Lanczos chain;
+    # the probe then uses the sum start for one measurement (a back-off that doubles) and tries
+    # the Ritz start again after; the choice is part of the state (exact resume).
+    bundle = _bundle()
+    torch.manual_seed(1)
+    model = ss.build_model("mlp", bundle.input_shape, bundle.num_classes, widths=[6])
+    probe = SharpnessProbe(When(every=1), k=2)
+    out, _ = _loop(model, probe, bundle, 1)
+    ctx = out[0][2]
+    n = probe._vectors.shape[0]
+    probe._vectors = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    probe.measure(ctx)
+    assert (probe._sum_left, probe._backoff) == (1, 2)
+    state = probe.state_dict()
+    assert (state["warm_sum_left"], state["warm_backoff"]) == (1, 2)
+    probe.measure(ctx)  # sum start from accurate vectors
+    assert probe._sum_left == 0
+    clone = SharpnessProbe(When(every=1), k=2)
+    clone.load_state_dict(state)
+    assert (clone._sum_left, clone._backoff) == (1, 2)
+    meas = probe.measure(ctx)  # Ritz start again from converged vectors: k + 1 products + few
+    assert meas.scalars["hessian_matvecs"] <= 5 and probe._backoff == 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -34,6 +35,11 @@ from .._state import set_bn_mode
 logger = logging.getLogger("sgdscope.curvature")
 
 HVP_STYLES = ("auto", "reuse", "double_backward", "forward_over_reverse")
+
+#: Whether one ``is_grads_batched`` backward over a block beats a loop of single products, per
+#: (model type, style, parameter shapes, input shape, batches, dtype, device, block size ≤ 16):
+#: measured on the first block product of that kind in the process.
+_BATCHED_FASTER: dict[tuple, bool] = {}
 
 #: ``(x, y, weight)``: a batch and its weight in the mean over the data.
 Batch = tuple[Any, torch.Tensor, float]
@@ -176,22 +182,34 @@ class _Engine:
                 )
                 return [None if r is None else r.unsqueeze(0) for r in res]
             if self._batched_ok:
-                try:
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        res = torch.autograd.grad(
-                            outs,
-                            self.leaves,
-                            grad_outputs=[V[i] for i in idx],
-                            retain_graph=retain,
-                            allow_unused=True,
-                            is_grads_batched=True,
-                        )
-                    if caught:  # a missing batching rule: slow path, loop from now on
-                        self._batched_ok = False
-                    return list(res)
-                except RuntimeError:
-                    self._batched_ok = False
+                key = self._timing_key(m)
+                if _BATCHED_FASTER.get(key) is False:
+                    pass  # measured before: a loop of single products is faster
+                elif key in _BATCHED_FASTER:
+                    res = self._batched(outs, [V[i] for i in idx])
+                    if res is not None:
+                        return res
+                else:
+                    # Measure once per model/data shape: the first column alone, then the others
+                    # as one batched call; keep whichever is faster per vector (on CPU, batched
+                    # double backward through convolutions can cost several times a loop).
+                    t0 = time.perf_counter()
+                    first = torch.autograd.grad(
+                        outs,
+                        self.leaves,
+                        grad_outputs=[V[i][0] for i in idx],
+                        retain_graph=True,
+                        allow_unused=True,
+                    )
+                    t1 = time.perf_counter()
+                    rest = self._batched(outs, [V[i][1:] for i in idx])
+                    t2 = time.perf_counter()
+                    if rest is not None:
+                        _BATCHED_FASTER[key] = (t2 - t1) / (m - 1) < (t1 - t0)
+                        return [
+                            None if a is None or b is None else torch.cat([a.unsqueeze(0), b])
+                            for a, b in zip(first, rest, strict=True)
+                        ]
             cols: list[Sequence[torch.Tensor | None]] = []
             for j in range(m):
                 cols.append(
@@ -207,6 +225,42 @@ class _Engine:
             if all(c[p] is not None for c in cols):
                 out[p] = torch.stack([c[p] for c in cols])  # type: ignore[misc]
         return out
+
+    def _batched(self, outs: list, grad_outputs: list) -> list | None:
+        """One ``is_grads_batched`` backward; None (and no batching from now on) if unusable.
+
+        The graph is retained, so that a failure leaves it intact for the loop that follows.
+        """
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = torch.autograd.grad(
+                    outs,
+                    self.leaves,
+                    grad_outputs=grad_outputs,
+                    retain_graph=True,
+                    allow_unused=True,
+                    is_grads_batched=True,
+                )
+            if caught:  # a missing batching rule: slow path, loop from now on
+                self._batched_ok = False
+            return list(res)
+        except RuntimeError:
+            self._batched_ok = False
+            return None
+
+    def _timing_key(self, m: int) -> tuple:
+        x = self.batches[0][0] if self.batches else None
+        return (
+            type(self.fn.model).__qualname__,
+            self.style,
+            tuple(tuple(t.shape) for t in self.leaves),
+            tuple(x.shape) if isinstance(x, torch.Tensor) else None,
+            len(self.batches),
+            self.leaves[0].dtype if self.leaves else None,
+            str(self.leaves[0].device) if self.leaves else None,
+            min(m, 16),
+        )
 
     def _recompute_hvp(self, batch: Batch, V: Pieces) -> list:
         x, y, w = batch

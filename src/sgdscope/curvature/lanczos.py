@@ -27,6 +27,11 @@ from .operator import as_operator
 __all__ = ["ConvergenceWarning", "EigenResult", "lanczos"]
 
 WHICH = ("largest", "smallest", "both")
+#: Ritz warm start: residual expansion goes on while the worst wanted residual after the
+#: Rayleigh–Ritz step is at most this multiple of its threshold (tol·|θ|, see the module docs);
+#: above it one Lanczos chain is cheaper
+#: (explicit-matrix tests: steering wins clearly at worst/tol ≈ 10, breaks even near 100).
+_STEER_LIMIT = 100.0
 
 
 class ConvergenceWarning(UserWarning):
@@ -45,6 +50,11 @@ class EigenResult:
         num_matvecs: operator-vector products used.
         converged: True when every returned pair met the tolerance.
         iterations: Lanczos steps (or power-iteration steps) taken; restarts: thick restarts.
+        warm_start: how the iteration started: ``"cold"`` (random), ``"vector"`` (a single
+            ``v0``), ``"sum"``, ``"block"``, ``"ritz"`` (Rayleigh–Ritz on ``v0``, then residual
+            expansion), or ``"ritz+lanczos"`` (the Ritz pairs were too rough, so one Lanczos
+            chain went on from their sum; the Rayleigh–Ritz products are included in
+            ``num_matvecs``).
     """
 
     eigenvalues: torch.Tensor
@@ -54,6 +64,7 @@ class EigenResult:
     converged: bool
     iterations: int = 0
     restarts: int = 0
+    warm_start: str = "cold"
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{v:.6g}" for v in self.eigenvalues.tolist()[:6])
@@ -95,13 +106,14 @@ def _start_block(
     dtype: torch.dtype,
     device: torch.device,
     seed: int,
-    block: bool,
+    mode: str,
     block_size: int = 1,
 ) -> torch.Tensor:
     """Orthonormal start block (n, b).
 
-    No ``v0``: one random vector. Otherwise one vector, the sum of the given unit directions plus
-    a 1% random part; with ``block``: the given vectors plus a random one, orthonormalised.
+    No ``v0``: ``block_size`` random vectors. A single vector ``v0`` (n,), or ``mode="sum"``: one
+    vector, the sum of the given unit directions plus a 1% random part. ``"ritz"`` and
+    ``"block"``: the given vectors plus a random one, orthonormalised.
     """
     gen = torch.Generator().manual_seed(int(seed))
     rnd = torch.randn(n, max(1, block_size), generator=gen, dtype=torch.float64)
@@ -120,7 +132,7 @@ def _start_block(
     V = V / V.norm(dim=0)
     if V.shape[1] == 0:
         return (rnd / rnd.norm()).to(device=device, dtype=dtype)
-    if not block:
+    if mode == "sum" or v0.ndim == 1:
         v = V.sum(dim=1, keepdim=True)
         v = v / v.norm() + 1e-2 * rnd / rnd.norm()
         return (v / v.norm()).to(device=device, dtype=dtype)
@@ -155,6 +167,31 @@ def _keep(j: int, top: int, bot: int, p: int) -> torch.Tensor:
     return torch.cat([torch.arange(0, p_bot), torch.arange(j - p_top, j)])
 
 
+def _steer(
+    Q: torch.Tensor,
+    C: torch.Tensor,
+    p: int,
+    q: int,
+    S: torch.Tensor,
+    res: torch.Tensor,
+    idx: torch.Tensor,
+    thresh: torch.Tensor,
+) -> None:
+    """Rotate the queue Q[:, p:q] so that its first vector (the next one multiplied) is the
+    dominant direction of the residuals of the unconverged wanted Ritz pairs, each scaled by its
+    threshold. A rotation of the queue keeps every invariant: span, orthonormality and the
+    exact residuals ‖C[p:q, :p] s‖."""
+    bad = res[idx] > thresh
+    if not bool(bad.any()):
+        bad = torch.ones_like(bad)
+    cols = idx[bad]
+    R = (C[p:q, :p] @ S[:, cols]) / thresh[bad].clamp_min(1e-300)
+    U, _, _ = torch.linalg.svd(R, full_matrices=True)
+    Qq = Q[:, p:q]
+    Q[:, p:q] = Qq @ U.to(device=Q.device, dtype=Q.dtype)
+    C[p:q, :p] = U.T @ C[p:q, :p]
+
+
 def lanczos(
     op: Any,
     k: int | tuple[int, int] = 10,
@@ -167,6 +204,7 @@ def lanczos(
     ncv: int | None = None,
     block_start: bool = False,
     block_size: int = 1,
+    warm_start: str = "ritz",
 ) -> EigenResult:
     """Extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
 
@@ -183,14 +221,24 @@ def lanczos(
         max_iter: maximum number of products (default ``max(500, 30 · ncv)``). Hitting it emits a
             :class:`ConvergenceWarning` and returns the partial result with ``converged=False``.
         v0: start vector (n,), or several (n, p), e.g. the previous eigenvectors when tracking
-            along training (warm start: their sum plus a 1% random part starts the iteration, so
-            that a direction they miss is still found).
+            along training (warm start, see ``warm_start``).
         seed: seeds the random start (a CPU generator, so results match across devices).
         ncv: maximum basis size before a thick restart (default ``max(2·k + 40, 20)``, at most n).
-        block_start: start from all of ``v0`` (plus a random vector) as a block instead of their
-            sum: block Lanczos, which wins when the given vectors are already accurate (relative
-            residuals ≲ 1e-3: about k + a few products) and loses when they are rough (each
-            block step costs k products).
+        warm_start: how a block ``v0`` (n, p) is used. ``"ritz"`` (default): Rayleigh–Ritz on
+            span(v0 and one random vector), p + 1 products as one ``matmat`` block; if the
+            wanted Ritz pairs already meet ``tol`` that is all. Otherwise the Ritz vectors and
+            their residual directions form a thick-restart state, and the basis grows one product
+            at a time, each time along the dominant residual direction of the still unconverged
+            wanted pairs (for one pair this is Lanczos), stopping as soon as the residual test
+            passes. If a wanted Ritz pair's residual is more than 100× its threshold, the given
+            vectors are too rough for that (it converges pair by pair): one Lanczos chain starts
+            from the sum of the Ritz vectors instead (the result's ``warm_start`` is
+            ``"ritz+lanczos"``; about the ``"sum"`` start's cost plus the p + 1 products).
+            ``"sum"``: one start vector, the sum of the given directions plus a 1% random part
+            (plain Lanczos). ``"block"``: block Lanczos from the given vectors plus a random one
+            (each block step costs p + 1 products). The random vector is there so that a
+            direction the given vectors miss (an eigenvector entering the top k) is still found.
+        block_start: same as ``warm_start="block"`` (kept for compatibility).
         block_size: random start vectors (block Lanczos). A single start vector sees one
             direction per distinct eigenvalue: copies of an exactly repeated eigenvalue appear
             only through rounding, possibly after convergence is declared. Use a block at least
@@ -222,8 +270,14 @@ def lanczos(
     floor_rel = eps ** (2.0 / 3.0)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ConfigError(f"block_size: expected a positive integer, received {block_size!r}")
-    start_block = _start_block(v0, n, dtype, device, seed, block_start, min(block_size, n))
+    if warm_start not in ("ritz", "sum", "block"):
+        raise ConfigError(f"warm_start: expected 'ritz', 'sum' or 'block', received {warm_start!r}")
+    mode = "block" if block_start else warm_start
+    start_block = _start_block(v0, n, dtype, device, seed, mode, min(block_size, n))
     b = start_block.shape[1]
+    # Ritz warm start: after the start block, each step expands along the dominant residual
+    # direction of the unconverged wanted pairs instead of the oldest queued vector.
+    steer = v0 is not None and mode == "ritz" and b > 1
     m = max(m, min(n, b + kk + 2)) if v0 is not None else m
     cap = min(n, m + b)  # basis capacity: m processed vectors plus the queue
 
@@ -238,7 +292,7 @@ def lanczos(
     p, q = 0, b  # processed vectors, basis vectors
     matvecs = iterations = restarts = 0
     theta = S = res = idx = None
-    converged = False
+    converged = fallback = False
     pending: torch.Tensor | None = A.matmat(Q[:, :b]) if b > 1 else None
     if pending is not None:
         matvecs += b
@@ -289,6 +343,16 @@ def lanczos(
         if matvecs >= limit:
             break
         if p < m and q <= cap:
+            if steer and p == b and restarts == 0:
+                worst = float((res[idx] / thresh.clamp_min(1e-300)).max())
+                if worst > _STEER_LIMIT:
+                    # Rough previous vectors: expanding along residuals converges pair by pair,
+                    # slower than one Lanczos chain, which starts from the sum of the Ritz
+                    # vectors.
+                    fallback = True
+                    break
+            if steer and q - p > 1:
+                _steer(Q, C, p, q, S, res, idx, thresh)
             continue
         # Thick restart: keep P Ritz vectors nearest the wanted end(s), keep the queue.
         P = min(m - 1, max(kk + (m - kk) // 2, kk + 1))
@@ -306,7 +370,32 @@ def lanczos(
         q = P + (q - p)
         p = P
         restarts += 1
+        if steer and q - p > 1:
+            T = C[:p, :p]
+            theta, S = torch.linalg.eigh(0.5 * (T + T.T))
+            res = (C[p:q, :p] @ S).norm(dim=0)
+            idx = _wanted(theta, top, bot)
+            thresh = tol * torch.clamp(theta[idx].abs(), min=floor_rel * anorm)
+            _steer(Q, C, p, q, S, res, idx, thresh)
 
+    if fallback:
+        ritz = Q[:, :p] @ S[:, idx].to(device=device, dtype=dtype)
+        start = ritz.sum(dim=1)
+        sub = lanczos(
+            A,
+            (top, bot) if which == "both" else kk,
+            which=which,
+            tol=tol,
+            max_iter=max(1, limit - matvecs),
+            v0=start / start.norm(),
+            seed=seed,
+            ncv=ncv,
+            block_size=block_size,
+        )
+        sub.num_matvecs += matvecs
+        sub.iterations += iterations
+        sub.warm_start = "ritz+lanczos"
+        return sub
     order = idx[torch.argsort(theta[idx], descending=True)]
     vecs = Q[:, :p] @ S[:, order].to(device=device, dtype=dtype)
     result = EigenResult(
@@ -317,6 +406,7 @@ def lanczos(
         converged=converged,
         iterations=iterations,
         restarts=restarts,
+        warm_start="cold" if v0 is None else "vector" if v0.ndim == 1 else mode,
     )
     if not converged:
         worst = float((res[order] / theta[order].abs().clamp_min(1e-300)).max())

@@ -14,8 +14,12 @@ number of products ``hessian_matvecs``, optionally ``hessian_trace`` (with ``hes
 per module that owns parameters, named by its qualified name), and the array ``eigenvalues``.
 ``ctx.shared`` receives ``"eigenvectors"`` (n × k tensor), ``"eigenvalues"`` (k tensor) and
 ``"eigen_step"`` (t) for other probes and optimizers of the same step (this probe runs first:
-``order = -10``). Each measurement warm-starts Lanczos from the previous eigenvectors; they are part
-of the checkpointed state, so a resumed run computes exactly what the uninterrupted one would.
+``order = -10``). Each measurement warm-starts Lanczos from the previous eigenvectors
+(``lanczos(..., warm_start="ritz")``: Rayleigh–Ritz on them first, k + 1 products, enough when
+they are still accurate; when that start finds them too rough it falls back to one Lanczos chain,
+and the probe then uses the cheaper ``"sum"`` start for a few measurements, backing off
+exponentially). The vectors and that choice are part of the checkpointed state, so a resumed run
+computes exactly what the uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -141,6 +145,11 @@ class SharpnessProbe(Probe):
         self._values: torch.Tensor | None = None
         self._step: int | None = None
         self._layer_vectors: dict[str, torch.Tensor] = {}
+        # Warm start choice: Rayleigh–Ritz on the previous vectors ("ritz") unless it recently
+        # found them too rough; then the cheaper sum start for `_sum_left` measurements, a
+        # back-off that doubles (up to 8) each time the Ritz start falls back again.
+        self._sum_left = 0
+        self._backoff = 1
 
     # ------------------------------------------------------------------------------------------
     def _data(self, ctx: ProbeContext) -> Any:
@@ -199,22 +208,38 @@ class SharpnessProbe(Probe):
         scalars: dict[str, float] = {}
 
         v0 = self._warm(self._vectors, op)
+        warm = "ritz" if self._sum_left == 0 else "sum"
         if self.lambda_min and op.shape[0] > k:
             bottom = self._warm(self._bottom, op)
             if v0 is not None and bottom is not None:
                 v0 = torch.cat([v0, bottom.reshape(-1, 1)], dim=1)
             res = lanczos(
-                op, (k, 1), which="both", tol=self.tol, max_iter=self.max_iter, v0=v0, seed=seed
+                op,
+                (k, 1),
+                which="both",
+                tol=self.tol,
+                max_iter=self.max_iter,
+                v0=v0,
+                seed=seed,
+                warm_start=warm,
             )
             top_vals, top_vecs = res.eigenvalues[:k], res.eigenvectors[:, :k]
             scalars["lambda_min"] = float(res.eigenvalues[k])
             self._bottom = res.eigenvectors[:, k].detach().clone()
         else:
-            res = lanczos(op, k, tol=self.tol, max_iter=self.max_iter, v0=v0, seed=seed)
+            res = lanczos(
+                op, k, tol=self.tol, max_iter=self.max_iter, v0=v0, seed=seed, warm_start=warm
+            )
             top_vals, top_vecs = res.eigenvalues, res.eigenvectors
             if self.lambda_min:
                 scalars["lambda_min"] = float(top_vals[-1])
         matvecs = res.num_matvecs
+        if res.warm_start == "ritz+lanczos":
+            self._sum_left, self._backoff = self._backoff, min(8, 2 * self._backoff)
+        elif res.warm_start == "ritz":
+            self._backoff = 1
+        elif self._sum_left > 0:
+            self._sum_left -= 1
         for i, lam in enumerate(top_vals.tolist(), start=1):
             scalars[f"lambda_{i}"] = float(lam)
         beta = self._momentum(ctx)
@@ -263,6 +288,8 @@ class SharpnessProbe(Probe):
             "values": cpu(self._values),
             "step": self._step,
             "layer_vectors": {g: v.detach().cpu().clone() for g, v in self._layer_vectors.items()},
+            "warm_sum_left": self._sum_left,
+            "warm_backoff": self._backoff,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,3 +298,5 @@ class SharpnessProbe(Probe):
         self._values = state.get("values")
         self._step = state.get("step")
         self._layer_vectors = dict(state.get("layer_vectors") or {})
+        self._sum_left = int(state.get("warm_sum_left", 0))
+        self._backoff = int(state.get("warm_backoff", 1))

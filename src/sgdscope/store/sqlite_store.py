@@ -63,8 +63,10 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         con = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed step survives power loss, not only a killed process.
-        con.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a committed step survives a killed process (the resume guarantee);
+        # a power loss may drop steps since the last sync, so `sync()` runs before every
+        # checkpoint. FULL would fsync every step: about +0.3 ms per step on small models.
+        con.execute("PRAGMA synchronous=NORMAL")
     return con
 
 
@@ -161,6 +163,10 @@ class MetricsStore:
             raise
         self.seq = seq
         return seq
+
+    def sync(self) -> None:
+        """Make every committed step durable on disk (called before each checkpoint)."""
+        self.con.execute("PRAGMA wal_checkpoint(FULL)")
 
     def truncate_after(self, seq: int) -> int:
         """Delete rows written after transaction ``seq`` (resume); returns the number deleted."""

@@ -85,6 +85,7 @@ class Trainer:
         }
 
     def save(self) -> None:
+        self.store.sync()  # the rows a checkpoint covers must be on disk before it is
         save_checkpoint(self.ckpt_dir, self._state())
 
     def _restore(self, state: dict[str, Any]) -> None:

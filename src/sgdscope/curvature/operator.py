@@ -11,6 +11,7 @@ builds H: each product is a Hessian-vector product computed by one of the styles
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from ._hvp import HVP_STYLES, Batch, make_engine
 __all__ = ["HessianOperator", "LinearOperator", "as_operator"]
 
 
-class LinearOperator:
+class LinearOperator(abc.ABC):
     """A square ``(n, n)`` linear operator acting on flat torch vectors.
 
     Subclasses implement :meth:`_matmat` (an ``(n, m)`` block in, an ``(n, m)`` block out, in the
@@ -56,8 +57,9 @@ class LinearOperator:
     def shape(self) -> tuple[int, int]:
         return (self._n, self._n)
 
+    @abc.abstractmethod
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The product with an (n, m) block; the only method a subclass must provide."""
 
     def _check(self, x: Any, ndim: int) -> torch.Tensor:
         expected = f"({self._n},)" if ndim == 1 else f"({self._n}, m)"

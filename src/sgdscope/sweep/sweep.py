@@ -121,10 +121,10 @@ def run_sweep(
         for p in points
     ]
     ex = EXECUTORS.get(executor)(workers)
-    failures = []
-    for res in ex.map_unordered(_execute, tasks):
-        if res["status"] == "failed":
-            failures.append(res)
+    # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
+    # the summary reads; the executor is only drained here.
+    for _ in ex.map_unordered(_execute, tasks):
+        pass
     summary = load_sweep(out).summary
     summary.to_csv(out / SUMMARY_FILE, index=False)
     return out

@@ -72,24 +72,25 @@ def _new_run_dir(cfg: RunConfig, out: str | Path | None) -> Path:
     return path
 
 
-def _train(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path:
-    status = MetricsStore(run_dir / METRICS_FILE)  # records the outcome even if building fails
-    trainer = None
+def _train(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, meta: dict[str, Any] | None = None
+) -> Path:
+    # Opened before the Trainer, so that a failure while building it is recorded too.
+    store = MetricsStore(run_dir / METRICS_FILE)
     try:
-        trainer = Trainer(cfg, run_dir, resume=resume)
-        trainer.fit()
+        if meta is not None:
+            store.set_meta(meta)
+        Trainer(cfg, run_dir, resume=resume, store=store).fit()
     except DivergedError:
         raise
     except KeyboardInterrupt:
-        status.set_status("interrupted", error="interrupted by the user; resume with --resume")
+        store.set_status("interrupted", error="interrupted by the user; resume with --resume")
         raise
     except BaseException as e:
-        status.set_status("failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        store.set_status("failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         raise
     finally:
-        if trainer is not None:
-            trainer.store.close()
-        status.close()
+        store.close()
     return run_dir
 
 
@@ -129,10 +130,7 @@ def run(
     (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
     meta = run_meta(cfg)
     (run_dir / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
-    store = MetricsStore(run_dir / METRICS_FILE)
-    store.set_meta(meta)
-    store.close()
-    return _train(cfg, run_dir, resume=False)
+    return _train(cfg, run_dir, resume=False, meta=meta)
 
 
 def _from_recipe(name: str, overrides: list[str] | None) -> tuple[dict[str, Any], list[str]]:

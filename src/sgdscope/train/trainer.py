@@ -28,7 +28,8 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (torch.Tensor, int, float, str, bool)) or obj is None:
         return obj
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if _plain(v) is not _SKIP}
+        kept = {k: _plain(v) for k, v in obj.items()}
+        return {k: v for k, v in kept.items() if v is not _SKIP}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return _SKIP
@@ -45,14 +46,23 @@ class Trainer:
         run_dir: the run directory; metrics go to ``metrics.sqlite``, checkpoints to
             ``checkpoints/``.
         resume: continue from the last checkpoint (rows written after it are replaced).
+        store: the run's open metrics store (default: open ``run_dir/metrics.sqlite``); the
+            caller that passes one closes it.
     """
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        store: MetricsStore | None = None,
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.parts: Parts = build_parts(cfg)
-        self.store = MetricsStore(self.run_dir / METRICS_FILE)
+        self.store = store if store is not None else MetricsStore(self.run_dir / METRICS_FILE)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
         self.shared: dict[str, Any] = {}
         self.step = 0

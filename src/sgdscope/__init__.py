@@ -7,111 +7,85 @@
 >>> ss.valley_stats(curve).height                          # height above the valley floor
 >>> run_dir = ss.run("a-eigenvalues")                      # a recipe (or a YAML config)
 >>> ss.load_run(run_dir).scalars                           # every metric, as pandas
+
+Every public name is imported on first use (``import sgdscope`` itself imports neither torch,
+pandas nor matplotlib), so the command line and notebooks pay only for what they touch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("sgdscope")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import config, curvature, data, landscape, models, optim, probes, report, store, sweep
-from .config import RunConfig, load_config
-from .curvature import (
-    EigenResult,
-    HessianOperator,
-    frobenius_norm,
-    hutchinson_trace,
-    lanczos,
-    power_iteration,
-    spectral_density,
-)
-from .data import DataBundle, Split, list_datasets, load_dataset, register_dataset
-from .errors import ConfigError, DatasetNotFoundError, DivergedError, SgdscopeError
-from .landscape import InterpolationResult, ValleyStats, interpolate, loss_at, valley_stats
-from .models import build_model, list_models, register_model
-from .optim import NudgedSGD, ProjectedSGD
-from .optim.noisy_gd import IsotropicNoiseGD, estimate_noise_sigma
-from .probes import (
-    AlignmentProbe,
-    EigendirectionLossProbe,
-    Measurement,
-    NoiseCurvatureProbe,
-    Probe,
-    ProbeContext,
-    SharpnessProbe,
-    StepScaleProbe,
-    WalkProbe,
-    When,
-    list_probes,
-    register_probe,
-)
-from .report import judge, write_report
-from .store import Run, load_run
-from .sweep import load_sweep, run_sweep
-from .train import resume_run, run
+from ._version import __version__
 
-__all__ = [
+# public name -> module that defines it (relative to this package)
+_EXPORTS: dict[str, str] = {
     # runs
-    "Run",
-    "RunConfig",
-    "load_config",
-    "load_run",
-    "resume_run",
-    "run",
-    "load_sweep",
-    "run_sweep",
+    "run": ".api",
+    "Run": ".store",
+    "RunConfig": ".config",
+    "load_config": ".config",
+    "load_run": ".store",
+    "resume_run": ".train",
+    "load_sweep": ".sweep",
+    "run_sweep": ".sweep",
     # curvature
-    "EigenResult",
-    "HessianOperator",
-    "frobenius_norm",
-    "hutchinson_trace",
-    "lanczos",
-    "power_iteration",
-    "spectral_density",
+    "EigenResult": ".curvature",
+    "HessianOperator": ".curvature",
+    "LinearOperator": ".curvature",
+    "frobenius_norm": ".curvature",
+    "hutchinson_trace": ".curvature",
+    "lanczos": ".curvature",
+    "power_iteration": ".curvature",
+    "spectral_density": ".curvature",
     # landscape
-    "InterpolationResult",
-    "ValleyStats",
-    "interpolate",
-    "loss_at",
-    "valley_stats",
+    "InterpolationResult": ".landscape",
+    "ValleyStats": ".landscape",
+    "interpolate": ".landscape",
+    "loss_at": ".landscape",
+    "valley_stats": ".landscape",
     # optimizers
-    "IsotropicNoiseGD",
-    "NudgedSGD",
-    "ProjectedSGD",
-    "estimate_noise_sigma",
+    "IsotropicNoiseGD": ".optim",
+    "NudgedSGD": ".optim",
+    "ProjectedSGD": ".optim",
+    "estimate_noise_sigma": ".optim",
     # probes
-    "AlignmentProbe",
-    "EigendirectionLossProbe",
-    "Measurement",
-    "NoiseCurvatureProbe",
-    "Probe",
-    "ProbeContext",
-    "SharpnessProbe",
-    "StepScaleProbe",
-    "WalkProbe",
-    "When",
-    "list_probes",
-    "register_probe",
+    "AlignmentProbe": ".probes",
+    "EigendirectionLossProbe": ".probes",
+    "Measurement": ".probes",
+    "NoiseCurvatureProbe": ".probes",
+    "Probe": ".probes",
+    "ProbeContext": ".probes",
+    "SharpnessProbe": ".probes",
+    "StepScaleProbe": ".probes",
+    "WalkProbe": ".probes",
+    "When": ".probes",
+    "list_probes": ".probes",
+    "register_probe": ".probes",
     # data and models
-    "DataBundle",
-    "Split",
-    "build_model",
-    "list_datasets",
-    "list_models",
-    "load_dataset",
-    "register_dataset",
-    "register_model",
+    "DataBundle": ".data",
+    "Split": ".data",
+    "build_model": ".models",
+    "list_datasets": ".data",
+    "list_models": ".models",
+    "load_dataset": ".data",
+    "register_dataset": ".data",
+    "register_model": ".models",
     # reports
-    "judge",
-    "write_report",
+    "judge": ".report",
+    "write_report": ".report",
     # errors
-    "ConfigError",
-    "DatasetNotFoundError",
-    "DivergedError",
-    "SgdscopeError",
-    # subpackages
+    "BasisMismatchError": ".errors",
+    "ConfigError": ".errors",
+    "DatasetNotFoundError": ".errors",
+    "DivergedError": ".errors",
+    "EigenvectorsUnavailableError": ".errors",
+    "InvalidArgumentError": ".errors",
+    "SgdscopeError": ".errors",
+}
+
+_SUBPACKAGES = (
     "config",
     "curvature",
     "data",
@@ -122,4 +96,87 @@ __all__ = [
     "report",
     "store",
     "sweep",
-]
+    "train",
+)
+
+__all__ = [*_EXPORTS, *_SUBPACKAGES, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'sgdscope' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names
+    from . import (  # noqa: F401
+        config,
+        curvature,
+        data,
+        landscape,
+        models,
+        optim,
+        probes,
+        report,
+        store,
+        sweep,
+        train,
+    )
+    from .api import run  # noqa: F401
+    from .config import RunConfig, load_config  # noqa: F401
+    from .curvature import (  # noqa: F401
+        EigenResult,
+        HessianOperator,
+        LinearOperator,
+        frobenius_norm,
+        hutchinson_trace,
+        lanczos,
+        power_iteration,
+        spectral_density,
+    )
+    from .data import DataBundle, Split, list_datasets, load_dataset, register_dataset  # noqa: F401
+    from .errors import (  # noqa: F401
+        BasisMismatchError,
+        ConfigError,
+        DatasetNotFoundError,
+        DivergedError,
+        EigenvectorsUnavailableError,
+        InvalidArgumentError,
+        SgdscopeError,
+    )
+    from .landscape import (  # noqa: F401
+        InterpolationResult,
+        ValleyStats,
+        interpolate,
+        loss_at,
+        valley_stats,
+    )
+    from .models import build_model, list_models, register_model  # noqa: F401
+    from .optim import IsotropicNoiseGD, NudgedSGD, ProjectedSGD, estimate_noise_sigma  # noqa: F401
+    from .probes import (  # noqa: F401
+        AlignmentProbe,
+        EigendirectionLossProbe,
+        Measurement,
+        NoiseCurvatureProbe,
+        Probe,
+        ProbeContext,
+        SharpnessProbe,
+        StepScaleProbe,
+        WalkProbe,
+        When,
+        list_probes,
+        register_probe,
+    )
+    from .report import judge, write_report  # noqa: F401
+    from .store import Run, load_run  # noqa: F401
+    from .sweep import load_sweep, run_sweep  # noqa: F401
+    from .train import resume_run  # noqa: F401

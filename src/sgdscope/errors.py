@@ -1,7 +1,17 @@
-"""The one error type that user mistakes raise, and its subclasses.
+"""sgdscope's one error hierarchy.
 
-The CLI prints any :class:`SgdscopeError` as one line (no traceback unless ``SGDSCOPE_DEBUG=1``)
-and exits with status 2.
+Every error a user can cause derives from :class:`SgdscopeError`. The CLI prints any of them as
+one line (no traceback unless ``SGDSCOPE_DEBUG=1``) and exits with status 2; a diverged run exits
+with status 3.
+
+- :class:`ConfigError` — a configuration (YAML, overrides, registry options) is invalid.
+- :class:`InvalidArgumentError` — a library function was called with a wrong argument (a tensor
+  of the wrong shape, an unsupported data structure, an option out of range). It derives from
+  ``ValueError`` so ``except ValueError`` keeps working in users' code.
+- :class:`DatasetNotFoundError` — a dataset's files are absent.
+- :class:`EigenvectorsUnavailableError` — a step needed eigenvectors before any were computed.
+- :class:`BasisMismatchError` — a consumer was handed an eigenbasis measured differently.
+- :class:`DivergedError` — training produced a non-finite loss.
 """
 
 from __future__ import annotations
@@ -15,8 +25,22 @@ class ConfigError(SgdscopeError, ValueError):
     """A configuration is invalid: unknown key, wrong type, value out of range."""
 
 
+class InvalidArgumentError(SgdscopeError, ValueError):
+    """A library call got an argument it cannot use; the message says what was expected,
+    what was received and the fix."""
+
+
 class DatasetNotFoundError(SgdscopeError, FileNotFoundError):
     """A dataset's files are absent; the message says where we looked and how to get them."""
+
+
+class EigenvectorsUnavailableError(SgdscopeError, RuntimeError):
+    """A subspace-SGD step or a probe needed eigenvectors before any were available."""
+
+
+class BasisMismatchError(ConfigError):
+    """A consumer (probe or optimizer) would mix an eigenbasis measured one way (BatchNorm mode,
+    data) with its own measurements made another way."""
 
 
 class DivergedError(SgdscopeError, FloatingPointError):

@@ -9,7 +9,7 @@ import torch
 from curvature_cases import dense_hessian, make_case, spectrum_matrix
 
 from sgdscope.curvature import HessianOperator, spectral_density
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 
 
 def _matrix(n=80):
@@ -60,7 +60,7 @@ def test_on_a_hessian_and_explicit_grid():
 
 def test_user_errors():
     A, _ = _matrix(10)
-    with pytest.raises(ConfigError, match="num_runs"):
+    with pytest.raises(InvalidArgumentError, match="num_runs"):
         spectral_density(A, 0, 5)
-    with pytest.raises(ConfigError, match="sigma"):
+    with pytest.raises(InvalidArgumentError, match="sigma"):
         spectral_density(A, 2, 5, sigma=0.0)

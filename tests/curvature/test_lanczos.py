@@ -8,7 +8,7 @@ from curvature_cases import EPS64, dense_hessian, make_case, spectrum_matrix
 
 from sgdscope.curvature import ConvergenceWarning, HessianOperator, lanczos
 from sgdscope.curvature.operator import as_operator
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 
 # Weyl: a Ritz pair with residual r lies within r of an eigenvalue, so tol=1e-10 gives eigenvalue
 # errors ≤ 1e-10·|λ| (plus float64 rounding ~1e3·eps‖A‖); the bound is 1e-8 relative.
@@ -215,17 +215,17 @@ def test_accepts_callables_and_float32():
 
 def test_user_errors():
     A = torch.eye(5, dtype=torch.float64)
-    with pytest.raises(ConfigError, match="which"):
+    with pytest.raises(InvalidArgumentError, match="which"):
         lanczos(A, 2, which="top")
-    with pytest.raises(ConfigError, match="k <= 5"):
+    with pytest.raises(InvalidArgumentError, match="k <= 5"):
         lanczos(A, 6)
-    with pytest.raises(ConfigError, match="pair"):
+    with pytest.raises(InvalidArgumentError, match="pair"):
         lanczos(A, (2, 1))
-    with pytest.raises(ConfigError, match="square"):
+    with pytest.raises(InvalidArgumentError, match="square"):
         lanczos(torch.zeros(3, 4), 1)
-    with pytest.raises(ConfigError, match="v0"):
+    with pytest.raises(InvalidArgumentError, match="v0"):
         lanczos(A, 1, v0=torch.zeros(4))
-    with pytest.raises(ConfigError, match="linear operator"):
+    with pytest.raises(InvalidArgumentError, match="linear operator"):
         lanczos("H", 1)
-    with pytest.raises(ConfigError, match="warm_start"):
+    with pytest.raises(InvalidArgumentError, match="warm_start"):
         lanczos(A, 1, v0=torch.ones(5, 1), warm_start="best")

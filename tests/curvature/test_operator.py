@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import sgdscope as ss
 from sgdscope.curvature import HessianOperator, hutchinson_trace, lanczos
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 
 STYLES = ["reuse", "double_backward", "forward_over_reverse"]
 
@@ -210,26 +210,26 @@ def test_to_scipy_eigsh_agrees():
 
 def test_user_errors_are_config_errors():
     model, loss_fn, data, _ = make_case("mlp-tanh")
-    with pytest.raises(ConfigError, match="bn_mode"):
+    with pytest.raises(InvalidArgumentError, match="bn_mode"):
         HessianOperator(model, loss_fn, data, bn_mode="batch")
-    with pytest.raises(ConfigError, match="ghost_batch_size"):
+    with pytest.raises(InvalidArgumentError, match="ghost_batch_size"):
         HessianOperator(model, loss_fn, data, bn_mode="ghost")
-    with pytest.raises(ConfigError, match="hvp"):
+    with pytest.raises(InvalidArgumentError, match="hvp"):
         HessianOperator(model, loss_fn, data, hvp="magic")
-    with pytest.raises(ConfigError, match="not a parameter name"):
+    with pytest.raises(InvalidArgumentError, match="not a parameter name"):
         HessianOperator(model, loss_fn, data, params=["nope"])
-    with pytest.raises(ConfigError, match="empty"):
+    with pytest.raises(InvalidArgumentError, match="empty"):
         HessianOperator(model, loss_fn, [])
-    with pytest.raises(ConfigError, match="unsupported data"):
+    with pytest.raises(InvalidArgumentError, match="unsupported data"):
         HessianOperator(model, loss_fn, 3)
-    with pytest.raises(ConfigError, match="theta"):
+    with pytest.raises(InvalidArgumentError, match="theta"):
         HessianOperator(model, loss_fn, data, theta=torch.zeros(3))
     op = HessianOperator(model, loss_fn, data)
-    with pytest.raises(ConfigError, match=r"expected a tensor of shape \(\d+,\)"):
+    with pytest.raises(InvalidArgumentError, match=r"expected a tensor of shape \(\d+,\)"):
         op @ torch.zeros(3)
-    with pytest.raises(ConfigError, match="torch tensor"):
+    with pytest.raises(InvalidArgumentError, match="torch tensor"):
         op.matvec([1.0, 2.0])
-    with pytest.raises(ConfigError, match=r"\(\d+, m\)"):
+    with pytest.raises(InvalidArgumentError, match=r"\(\d+, m\)"):
         op.matmat(torch.zeros(3, 2))
 
 

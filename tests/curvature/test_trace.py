@@ -9,7 +9,7 @@ import torch
 from curvature_cases import dense_hessian, make_case, spectrum_matrix
 
 from sgdscope.curvature import HessianOperator, frobenius_norm, hutchinson_trace
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 
 N = 60
 SEEDS = 40
@@ -95,9 +95,9 @@ def test_on_a_hessian_operator():
 
 def test_user_errors():
     A = torch.eye(4, dtype=torch.float64)
-    with pytest.raises(ConfigError, match="num_samples"):
+    with pytest.raises(InvalidArgumentError, match="num_samples"):
         hutchinson_trace(A, 1)
-    with pytest.raises(ConfigError, match="method"):
+    with pytest.raises(InvalidArgumentError, match="method"):
         hutchinson_trace(A, 10, method="xtrace")
     # exact for the identity: every Rademacher sample is n
     assert hutchinson_trace(A, 5).estimate == 4.0

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 from sgdscope.landscape import interpolate, loss_at, valley_stats
 from sgdscope.probes import flat_params
 
@@ -159,11 +159,11 @@ def test_accuracies_and_model_unchanged():
 def test_bad_num_points(quadratic, num_points):
     q = quadratic
     w = q["w_star"]
-    with pytest.raises(ConfigError, match="num_points"):
+    with pytest.raises(InvalidArgumentError, match="num_points"):
         interpolate(q["model"], half_mse, (q["x"], q["y"]), w, w, num_points=num_points)
 
 
 def test_bad_theta_shape(quadratic):
     q = quadratic
-    with pytest.raises(ConfigError, match="theta_b"):
+    with pytest.raises(InvalidArgumentError, match="theta_b"):
         interpolate(q["model"], half_mse, (q["x"], q["y"]), q["w_star"], torch.zeros(4))

@@ -11,7 +11,7 @@ from torch.nn.utils import vector_to_parameters
 from torch.utils.data import DataLoader, TensorDataset
 
 from sgdscope.data import Split
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 from sgdscope.landscape import loss_at
 from sgdscope.landscape.loss_at import _activation_bytes_per_sample
 from sgdscope.probes import flat_params
@@ -196,7 +196,7 @@ def test_bad_arguments_raise_config_error(kwargs, match):
     x, y = make_data()
     model = bn_mlp()
     args = {"thetas": flat_params(model), **kwargs}
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(InvalidArgumentError, match=match):
         loss_at(model, CE, (x, y), **args)
 
 
@@ -207,14 +207,14 @@ def test_whole_bundle_is_refused_with_the_fix():
         "synthetic", num_samples=40, num_test=8, input_shape=[6], num_classes=3
     )
     model = bn_mlp().float()
-    with pytest.raises(ConfigError, match=r"bundle\.train"):
+    with pytest.raises(InvalidArgumentError, match=r"bundle\.train"):
         loss_at(model, CE, bundle, flat_params(model))
 
 
 def test_accuracy_needs_class_targets():
     x, _ = make_data()
     model = nn.Linear(6, 1).double()
-    with pytest.raises(ConfigError, match="integer class targets"):
+    with pytest.raises(InvalidArgumentError, match="integer class targets"):
         loss_at(
             model,
             nn.functional.mse_loss,

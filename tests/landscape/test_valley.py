@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgdscope.errors import ConfigError
+from sgdscope.errors import InvalidArgumentError
 from sgdscope.landscape import InterpolationResult, valley_stats
 
 ALPHAS = np.linspace(0.0, 1.0, 11)
@@ -126,10 +126,10 @@ def test_two_point_curve_has_no_interior():
     ],
 )
 def test_bad_curves_raise_config_error(bad):
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidArgumentError):
         valley_stats(bad)
 
 
 def test_negative_threshold_raises():
-    with pytest.raises(ConfigError, match="barrier_threshold"):
+    with pytest.raises(InvalidArgumentError, match="barrier_threshold"):
         valley_stats((ALPHAS, np.ones(11)), barrier_threshold=-0.1)

@@ -11,6 +11,8 @@ import yaml
 
 from ._errors import run_guarded
 from ._format import console, metrics_table, runs_table
+from .data_cmd import app as data_app
+from .report_cmd import report
 
 app = typer.Typer(
     name="sgdscope",
@@ -43,21 +45,9 @@ def run(
 
     Example: sgdscope run my.yaml optim.lr=0.05 train.epochs=10 --out runs/lr005
     """
-    from ..errors import ConfigError
-    from ..recipes import resolve_source
-    from ..train import run as run_fn
+    from ..api import run as run_fn
 
-    if resume and out is not None and _is_run(out):
-        _summary(run_fn(None, out=out, resume=True))
-        return
-    source, grid, base_overrides = resolve_source(config, variant)
-    if grid:
-        raise ConfigError(
-            f"recipe {config!r} is a sweep over {', '.join(_grid_keys(grid))}: run it with "
-            f"`sgdscope sweep {config}`, or pin the grid's keys with overrides"
-        )
-    path = run_fn(source, base_overrides + list(overrides or []), out=out, resume=resume)
-    _summary(path)
+    _summary(run_fn(config, overrides, variant=variant, out=out, resume=resume))
 
 
 @app.command()
@@ -116,8 +106,8 @@ def recipes() -> None:
     """
     from rich.table import Table
 
+    from ..config.grid import expand_grid
     from ..recipes import list_recipes
-    from ..sweep import expand_grid
 
     t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
     for r in list_recipes():
@@ -203,18 +193,6 @@ def config_reference_cmd() -> None:
     print(config_reference())
 
 
-def _is_run(path: Path) -> bool:
-    from ..store import is_run_dir
-
-    return is_run_dir(path)
-
-
-def _grid_keys(grid) -> list[str]:
-    from ..sweep import grid_keys
-
-    return grid_keys(grid)
-
-
 def _summary(path: Path) -> None:
     from ..store import load_run
 
@@ -223,22 +201,8 @@ def _summary(path: Path) -> None:
     console.print(metrics_table(r, ["train_loss", "train_acc", "val_acc", "test_acc"]))
 
 
-def _mount_optional() -> None:
-    try:
-        from .data_cmd import app as data_app
-    except ImportError:
-        pass
-    else:
-        app.add_typer(data_app, name="data", help="List and download datasets.")
-    try:
-        from .report_cmd import report
-    except ImportError:
-        pass
-    else:
-        app.command("report")(report)
-
-
-_mount_optional()
+app.add_typer(data_app, name="data", help="List and download datasets.")
+app.command("report")(report)
 
 
 def main(argv: list[str] | None = None) -> None:

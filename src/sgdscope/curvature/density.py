@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from .operator import as_operator
 
 __all__ = ["SpectralDensity", "spectral_density"]
@@ -102,11 +102,11 @@ def spectral_density(
     A = as_operator(op)
     n = A.shape[0]
     if isinstance(num_runs, bool) or not isinstance(num_runs, int) or num_runs < 1:
-        raise ConfigError(f"num_runs: expected a positive integer, received {num_runs!r}")
+        raise InvalidArgumentError(f"num_runs: expected a positive integer, received {num_runs!r}")
     if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 1:
-        raise ConfigError(f"num_iter: expected a positive integer, received {num_iter!r}")
+        raise InvalidArgumentError(f"num_iter: expected a positive integer, received {num_iter!r}")
     if sigma is not None and not sigma > 0:
-        raise ConfigError(f"sigma: expected a positive width, received {sigma!r}")
+        raise InvalidArgumentError(f"sigma: expected a positive width, received {sigma!r}")
     m = min(num_iter, n)
     gen = torch.Generator().manual_seed(int(seed))
     nodes = torch.full((num_runs, m), math.nan, dtype=torch.float64)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from .operator import as_operator
 
 __all__ = ["ConvergenceWarning", "EigenResult", "lanczos"]
@@ -77,23 +77,23 @@ class EigenResult:
 
 def _split_k(k: Any, which: str, n: int) -> tuple[int, int]:
     if which not in WHICH:
-        raise ConfigError(f"which: expected one of {', '.join(WHICH)}, received {which!r}")
+        raise InvalidArgumentError(f"which: expected one of {', '.join(WHICH)}, received {which!r}")
     if isinstance(k, (tuple, list)):
         if which != "both" or len(k) != 2:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"k={k!r}: a pair (k_largest, k_smallest) is only meaningful with which='both'; "
                 "fix: pass an integer k"
             )
         top, bot = int(k[0]), int(k[1])
     else:
         if isinstance(k, bool) or not isinstance(k, int):
-            raise ConfigError(f"k: expected a positive integer, received {k!r}")
+            raise InvalidArgumentError(f"k: expected a positive integer, received {k!r}")
         top = k if which in ("largest", "both") else 0
         bot = k if which in ("smallest", "both") else 0
     if top < 0 or bot < 0 or top + bot < 1:
-        raise ConfigError(f"k={k!r}: need at least one eigenpair")
+        raise InvalidArgumentError(f"k={k!r}: need at least one eigenpair")
     if top + bot > n:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"k={k!r} asks for {top + bot} eigenpairs of an operator of size {n}; fix: k <= {n}"
             + (" in total over both ends" if which == "both" else "")
         )
@@ -123,7 +123,7 @@ def _start_block(
     rnd = rnd[:, :1]
     if not isinstance(v0, torch.Tensor) or v0.ndim not in (1, 2) or v0.shape[0] != n:
         got = tuple(v0.shape) if isinstance(v0, torch.Tensor) else type(v0).__name__
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"v0: expected a tensor of shape ({n},) or ({n}, p) (e.g. the previous "
             f"eigenvectors), received {got}"
         )
@@ -258,20 +258,26 @@ def lanczos(
     top, bot = _split_k(k, which, n)
     kk = top + bot
     if tol <= 0 or not math.isfinite(tol):
-        raise ConfigError(f"tol: expected a positive number, received {tol!r}")
+        raise InvalidArgumentError(f"tol: expected a positive number, received {tol!r}")
     m = min(n, ncv if ncv is not None else max(2 * kk + 40, 20))
     if m < min(n, kk + 2):
-        raise ConfigError(f"ncv={ncv}: must be at least k + 2 = {kk + 2} (or n)")
+        raise InvalidArgumentError(f"ncv={ncv}: must be at least k + 2 = {kk + 2} (or n)")
     limit = max_iter if max_iter is not None else max(500, 30 * m)
     if limit < 1:
-        raise ConfigError(f"max_iter: expected a positive number of products, got {max_iter!r}")
+        raise InvalidArgumentError(
+            f"max_iter: expected a positive number of products, got {max_iter!r}"
+        )
     dtype, device = A.dtype, A.device
     eps = torch.finfo(dtype).eps
     floor_rel = eps ** (2.0 / 3.0)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ConfigError(f"block_size: expected a positive integer, received {block_size!r}")
+        raise InvalidArgumentError(
+            f"block_size: expected a positive integer, received {block_size!r}"
+        )
     if warm_start not in ("ritz", "sum", "block"):
-        raise ConfigError(f"warm_start: expected 'ritz', 'sum' or 'block', received {warm_start!r}")
+        raise InvalidArgumentError(
+            f"warm_start: expected 'ritz', 'sum' or 'block', received {warm_start!r}"
+        )
     mode = "block" if block_start else warm_start
     start_block = _start_block(v0, n, dtype, device, seed, mode, min(block_size, n))
     b = start_block.shape[1]

@@ -21,7 +21,7 @@ from torch import nn
 
 from .._batching import batch_len, iter_batches
 from .._state import BN_MODES, has_batchnorm
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from ._hvp import HVP_STYLES, Batch, make_engine
 
 __all__ = ["HessianOperator", "LinearOperator", "as_operator"]
@@ -47,7 +47,7 @@ class LinearOperator(abc.ABC):
 
     def __init__(self, n: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
         if n < 1:
-            raise ConfigError(f"an operator needs a positive dimension, got n={n}")
+            raise InvalidArgumentError(f"an operator needs a positive dimension, got n={n}")
         self._n = int(n)
         self.dtype = dtype
         self.device = torch.device(device)
@@ -64,12 +64,12 @@ class LinearOperator(abc.ABC):
     def _check(self, x: Any, ndim: int) -> torch.Tensor:
         expected = f"({self._n},)" if ndim == 1 else f"({self._n}, m)"
         if not isinstance(x, torch.Tensor):
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"expected a torch tensor of shape {expected}, received {type(x).__name__}; "
                 "fix: pass a flat tensor (torch.cat([p.reshape(-1) for p in params]))"
             )
         if x.ndim != ndim or x.shape[0] != self._n:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"expected a tensor of shape {expected}, received shape {tuple(x.shape)}; fix: "
                 "flatten the vector over all the operator's parameters (op.shape[0] entries)"
                 + ("" if ndim == 1 else ", one column per vector")
@@ -163,7 +163,7 @@ def as_operator(A: Any) -> LinearOperator:
         return A
     if isinstance(A, torch.Tensor):
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"expected a square matrix of shape (n, n), received shape {tuple(A.shape)}; "
                 "fix: pass the symmetric matrix itself"
             )
@@ -174,7 +174,7 @@ def as_operator(A: Any) -> LinearOperator:
     if shape is not None and (callable(A) or hasattr(A, "matvec")):
         shape = tuple(shape)
         if len(shape) != 2 or shape[0] != shape[1]:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"expected a square operator of shape (n, n), received shape {shape}; fix: "
                 "pass a Hessian (or other symmetric) operator"
             )
@@ -183,7 +183,7 @@ def as_operator(A: Any) -> LinearOperator:
             dtype = torch.float64
         device = torch.device(getattr(A, "device", "cpu"))
         return _CallableOperator(A, int(shape[0]), dtype, device)
-    raise ConfigError(
+    raise InvalidArgumentError(
         f"expected a linear operator, received {type(A).__name__}; fix: pass a HessianOperator, "
         "a square torch matrix, or an object with shape (n, n) that is callable on flat vectors"
     )
@@ -196,20 +196,22 @@ def _resolve_params(
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if params is None:
         if not trainable:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 "the model has no trainable parameters (requires_grad=True); the Hessian is "
                 "empty. fix: unfreeze the parameters to measure, or pass params=[...]"
             )
         return trainable
     chosen = list(params)
     if not chosen:
-        raise ConfigError("params=[] selects nothing; pass some parameters (or names), or None")
+        raise InvalidArgumentError(
+            "params=[] selects nothing; pass some parameters (or names), or None"
+        )
     by_name = dict(model.named_parameters())
     wanted_ids: set[int] = set()
     for item in chosen:
         if isinstance(item, str):
             if item not in by_name:
-                raise ConfigError(
+                raise InvalidArgumentError(
                     f"params: {item!r} is not a parameter name of the model; expected one of "
                     f"{', '.join(list(by_name)[:8])}{', ...' if len(by_name) > 8 else ''}"
                 )
@@ -217,12 +219,12 @@ def _resolve_params(
         elif isinstance(item, torch.Tensor):
             wanted_ids.add(id(item))
         else:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"params: expected parameters or parameter names, received {type(item).__name__}"
             )
     out = [(n, p) for n, p in model.named_parameters() if id(p) in wanted_ids]
     if len(out) != len(wanted_ids):
-        raise ConfigError(
+        raise InvalidArgumentError(
             "params: some given tensors are not parameters of this model; fix: pass tensors from "
             "model.parameters() (or their names from model.named_parameters())"
         )
@@ -253,7 +255,7 @@ def _prepare_batches(
     try:
         raw = list(iter_batches(data, batch_size))
     except TypeError as exc:
-        raise ConfigError(str(exc)) from None
+        raise InvalidArgumentError(str(exc)) from None
 
     def _move(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -262,14 +264,16 @@ def _prepare_batches(
 
     pairs = [(_move(x), y.to(device)) for x, y in raw]
     if not pairs:
-        raise ConfigError(
+        raise InvalidArgumentError(
             "the data is empty: expected at least one (x, y) batch; fix: check the split or "
             "DataLoader passed to HessianOperator"
         )
     if bn_mode == "ghost":
         xs = [x for x, _ in pairs]
         if not all(isinstance(x, torch.Tensor) for x in xs):
-            raise ConfigError("bn_mode='ghost' needs tensor inputs (it re-batches the data)")
+            raise InvalidArgumentError(
+                "bn_mode='ghost' needs tensor inputs (it re-batches the data)"
+            )
         x_all = torch.cat(xs)
         y_all = torch.cat([y for _, y in pairs])
         gbs = int(ghost_batch_size)  # checked by the caller
@@ -357,23 +361,31 @@ class HessianOperator(LinearOperator):
         memory_budget: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"model: expected a torch.nn.Module, received {type(model).__name__}")
+            raise InvalidArgumentError(
+                f"model: expected a torch.nn.Module, received {type(model).__name__}"
+            )
         if bn_mode not in BN_MODES:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"bn_mode: expected one of {', '.join(BN_MODES)}, received {bn_mode!r}"
             )
         if bn_mode == "ghost":
             if ghost_batch_size is None or int(ghost_batch_size) < 1:
-                raise ConfigError(
+                raise InvalidArgumentError(
                     f"bn_mode='ghost' needs ghost_batch_size >= 1, received {ghost_batch_size!r}; "
                     "fix: pass ghost_batch_size=<the training batch size>"
                 )
         if hvp not in HVP_STYLES:
-            raise ConfigError(f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}")
+            raise InvalidArgumentError(
+                f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}"
+            )
         if batch_size is not None and int(batch_size) < 1:
-            raise ConfigError(f"batch_size: expected a positive integer, received {batch_size!r}")
+            raise InvalidArgumentError(
+                f"batch_size: expected a positive integer, received {batch_size!r}"
+            )
         if memory_budget is not None and memory_budget < 0:
-            raise ConfigError(f"memory_budget: expected bytes >= 0, received {memory_budget!r}")
+            raise InvalidArgumentError(
+                f"memory_budget: expected bytes >= 0, received {memory_budget!r}"
+            )
 
         device, model_dtype = _model_device_dtype(model)
         dtype = model_dtype if dtype is None else dtype
@@ -395,7 +407,7 @@ class HessianOperator(LinearOperator):
             n_all = sum(p.numel() for _, p in trainable)
             if not isinstance(theta, torch.Tensor) or theta.shape != (n_all,):
                 got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta)
-                raise ConfigError(
+                raise InvalidArgumentError(
                     f"theta: expected a flat tensor of shape ({n_all},) (all trainable "
                     f"parameters, in model order), received {got}"
                 )

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from .lanczos import ConvergenceWarning, EigenResult
 from .operator import as_operator
 
@@ -48,16 +48,16 @@ def power_iteration(
     A = as_operator(op)
     n = A.shape[0]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ConfigError(f"k: expected an integer in [1, {n}], received {k!r}")
+        raise InvalidArgumentError(f"k: expected an integer in [1, {n}], received {k!r}")
     if tol <= 0 or not math.isfinite(tol):
-        raise ConfigError(f"tol: expected a positive number, received {tol!r}")
+        raise InvalidArgumentError(f"tol: expected a positive number, received {tol!r}")
     if max_iter < 1:
-        raise ConfigError(f"max_iter: expected a positive integer, received {max_iter!r}")
+        raise InvalidArgumentError(f"max_iter: expected a positive integer, received {max_iter!r}")
     dtype, device = A.dtype, A.device
     starts = None
     if v0 is not None:
         if not isinstance(v0, torch.Tensor) or v0.shape[0] != n or v0.ndim not in (1, 2):
-            raise ConfigError(f"v0: expected a tensor of shape ({n},) or ({n}, p)")
+            raise InvalidArgumentError(f"v0: expected a tensor of shape ({n},) or ({n}, p)")
         starts = v0.detach().reshape(n, -1).to(device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(int(seed))
     vals: list[float] = []

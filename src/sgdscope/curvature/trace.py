@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from .operator import as_operator
 
 __all__ = ["Estimate", "frobenius_norm", "hutchinson_trace"]
@@ -52,12 +52,14 @@ def _blocks(total: int, block: int):
 
 def _check(num_samples: int, block_size: int) -> None:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"num_samples: expected an integer >= 2 (a standard error needs two), received "
             f"{num_samples!r}"
         )
     if block_size < 1:
-        raise ConfigError(f"block_size: expected a positive integer, received {block_size!r}")
+        raise InvalidArgumentError(
+            f"block_size: expected a positive integer, received {block_size!r}"
+        )
 
 
 def hutchinson_trace(
@@ -85,7 +87,9 @@ def hutchinson_trace(
     """
     _check(num_samples, block_size)
     if method not in METHODS:
-        raise ConfigError(f"method: expected one of {', '.join(METHODS)}, received {method!r}")
+        raise InvalidArgumentError(
+            f"method: expected one of {', '.join(METHODS)}, received {method!r}"
+        )
     A = as_operator(op)
     n = A.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
@@ -103,7 +107,7 @@ def hutchinson_trace(
 
 def _hutchpp(A, n, num_samples, gen, dtype, device, block_size) -> Estimate:
     if num_samples < 6:
-        raise ConfigError(f"num_samples={num_samples}: hutch++ needs at least 6 products")
+        raise InvalidArgumentError(f"num_samples={num_samples}: hutch++ needs at least 6 products")
     s_cols = num_samples // 3
     g_cols = num_samples - 2 * s_cols
     S = _rademacher(n, s_cols, gen, dtype, device)

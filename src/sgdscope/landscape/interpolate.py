@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 from .loss_at import DEFAULT_MAX_BATCH_BYTES, LossFn, evaluate_points, trainable_parameters
 
 
@@ -77,12 +77,14 @@ def interpolate(
         >>> valley_stats(curve).height
     """
     if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
-        raise ConfigError(f"num_points={num_points!r}: must be an integer >= 2 (default 11)")
+        raise InvalidArgumentError(
+            f"num_points={num_points!r}: must be an integer >= 2 (default 11)"
+        )
     params = trainable_parameters(model)
     n = sum(p.numel() for p in params)
     for label, th in (("theta_a", theta_a), ("theta_b", theta_b)):
         if th.dim() != 1 or th.numel() != n:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 f"{label}: expected a flat vector of the model's n = {n} trainable parameters, "
                 f"got shape {tuple(th.shape)}; flatten with sgdscope.probes.flat_params(model)"
             )

@@ -27,7 +27,7 @@ from torch import nn
 
 from .._batching import Batch, batch_len, is_pair, iter_batches
 from .._state import preserved_state, set_bn_mode
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -97,7 +97,7 @@ def loss_at(
     params = trainable_parameters(model)
     n = sum(p.numel() for p in params)
     if thetas.dim() not in (1, 2) or thetas.shape[-1] != n:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"thetas: expected shape (n,) or (K, n) with n = {n} trainable parameters of the "
             f"model, got {tuple(thetas.shape)}; flatten with sgdscope.probes.flat_params(model)"
         )
@@ -145,7 +145,7 @@ def evaluate_points(
     """
     _check_bn_mode(bn_mode, batch_size)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"batch_size={batch_size!r}: must be a positive integer or None")
+        raise InvalidArgumentError(f"batch_size={batch_size!r}: must be a positive integer or None")
     params = trainable_parameters(model)
     numels = [p.numel() for p in params]
     device = params[0].device if params else torch.device("cpu")
@@ -159,7 +159,7 @@ def evaluate_points(
             batches = _materialize(model, data, device, batch_size, max_batch_bytes)
             for theta in points:
                 if theta.numel() != sum(numels):
-                    raise ConfigError(
+                    raise InvalidArgumentError(
                         f"a point has {theta.numel()} entries, the model has {sum(numels)} "
                         "trainable parameters"
                     )
@@ -179,12 +179,12 @@ def evaluate_points(
 
 def _check_bn_mode(bn_mode: str, batch_size: int | None) -> None:
     if bn_mode not in LOSS_AT_BN_MODES:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"bn_mode={bn_mode!r}: must be one of {', '.join(LOSS_AT_BN_MODES)} "
             "(train: batch statistics, as SGD sees them; eval: running statistics)"
         )
     if bn_mode == "ghost" and batch_size is None:
-        raise ConfigError(
+        raise InvalidArgumentError(
             "bn_mode='ghost' needs batch_size: the size of the ghost batches whose statistics "
             "BatchNorm uses"
         )
@@ -223,7 +223,7 @@ def _materialize(
     turned into a list so that every point sees the same data.
     """
     if _is_bundle(data):
-        raise ConfigError(
+        raise InvalidArgumentError(
             "data: got a whole DataBundle; pass one split, e.g. bundle.train or bundle.probe"
         )
     if is_pair(data) or (hasattr(data, "batches") and callable(data.batches)):
@@ -241,7 +241,7 @@ def _materialize(
         y = y.to(device, non_blocking=True)
         n = len(y)
         if n == 0:
-            raise ConfigError("data: the dataset is empty")
+            raise InvalidArgumentError("data: the dataset is empty")
         bs = batch_size
         if bs is None:
             per_sample = _activation_bytes_per_sample(model, x)
@@ -341,7 +341,7 @@ def _evaluate(
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
         if with_accuracy and y.dtype.is_floating_point:
-            raise ConfigError(
+            raise InvalidArgumentError(
                 "with_accuracy=True needs integer class targets; got float targets "
                 f"({y.dtype}): use with_accuracy=False for regression losses"
             )
@@ -352,5 +352,5 @@ def _evaluate(
             correct += ok.double()
         count += m
     if count == 0:
-        raise ConfigError("data: the dataset yielded no batches")
+        raise InvalidArgumentError("data: the dataset yielded no batches")
     return loss_sum, correct, count

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def valley_stats(curve: Any, *, barrier_threshold: float = 0.0) -> ValleyStats:
     """
     alphas, losses = _as_arrays(curve)
     if not (isinstance(barrier_threshold, (int, float)) and barrier_threshold >= 0):
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"barrier_threshold={barrier_threshold!r}: must be a number >= 0 (relative to the "
             "loss at θ_t; 0 counts any interior point above both ends)"
         )
@@ -110,19 +110,21 @@ def _as_arrays(curve: Any) -> tuple[np.ndarray, np.ndarray]:
     elif isinstance(curve, (tuple, list)) and len(curve) == 2:
         alphas, losses = curve
     else:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"curve: expected an InterpolationResult or an (alphas, losses) pair, got "
             f"{type(curve).__name__}"
         )
     alphas = np.asarray(_to_numpy(alphas), dtype=np.float64).reshape(-1)
     losses = np.asarray(_to_numpy(losses), dtype=np.float64).reshape(-1)
     if alphas.shape != losses.shape or alphas.size < 2:
-        raise ConfigError(
+        raise InvalidArgumentError(
             f"curve: alphas and losses must be 1-D of the same length >= 2, got {alphas.size} "
             f"alphas and {losses.size} losses"
         )
     if not np.all(np.diff(alphas) > 0):
-        raise ConfigError("curve: alphas must be strictly increasing (θ_t first, θ_{t+1} last)")
+        raise InvalidArgumentError(
+            "curve: alphas must be strictly increasing (θ_t first, θ_{t+1} last)"
+        )
     return alphas, losses
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..errors import SgdscopeError
 from ..store import Run, is_run_dir, load_run
+from ..sweep import is_sweep_dir, load_sweep
 
 #: Config keys that differ between runs without being experimental factors.
 _IGNORED_KEYS = ("name", "store.root", "train.progress", "device")
@@ -69,7 +70,7 @@ def infer_grid_keys(runs: list[Run]) -> list[str]:
 class FolderSweep:
     """A folder of run directories read as a sweep (``runs/<name>/`` or the folder itself).
 
-    Used when the folder was not written by :mod:`sgdscope.sweep` (or that module is absent).
+    Used when the folder was not written by :mod:`sgdscope.sweep`.
     """
 
     path: Path
@@ -90,13 +91,8 @@ def _run_dirs(path: Path) -> list[Path]:
 def looks_like_sweep(path: str | Path) -> bool:
     """A sweep directory (per :func:`sgdscope.sweep.is_sweep_dir`, or a folder of runs)."""
     path = Path(path)
-    try:
-        from ..sweep import is_sweep_dir  # type: ignore[attr-defined]
-
-        if is_sweep_dir(path):
-            return True
-    except ImportError:
-        pass
+    if is_sweep_dir(path):
+        return True
     return path.is_dir() and not is_run_dir(path) and bool(_run_dirs(path))
 
 
@@ -107,20 +103,15 @@ def open_target(path: str | Path) -> Any:
         return load_run(path)
     if not path.exists():
         raise SgdscopeError(f"{str(path)!r} does not exist: pass a run or sweep directory")
-    try:
-        from ..sweep import is_sweep_dir, load_sweep  # type: ignore[attr-defined]
-
-        if is_sweep_dir(path):
-            sweep = load_sweep(path)
-            # Read each run once: the sweep object reopens its runs on every access.
-            return FolderSweep(
-                Path(sweep.path),
-                list(sweep.runs),
-                list(sweep.grid_keys),
-                summary_fn=lambda: sweep.summary,
-            )
-    except ImportError:
-        pass
+    if is_sweep_dir(path):
+        sweep = load_sweep(path)
+        # Read each run once: the sweep object reopens its runs on every access.
+        return FolderSweep(
+            Path(sweep.path),
+            list(sweep.runs),
+            list(sweep.grid_keys),
+            summary_fn=lambda: sweep.summary,
+        )
     if path.is_dir():
         dirs = _run_dirs(path)
         if dirs:

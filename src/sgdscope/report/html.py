@@ -248,7 +248,7 @@ def _render(page: _Page) -> str:
         )
     )
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
-    from .. import __version__
+    from .._version import __version__
 
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -1,7 +1,7 @@
 """Sweeps: a grid of runs executed locally (process pool) or by a registered executor."""
 
+from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
 from .executors import EXECUTORS, Executor, LocalExecutor, SerialExecutor
-from .grid import expand_grid, grid_keys, point_name, point_overrides
 from .sweep import Sweep, is_sweep_dir, load_sweep, run_sweep
 
 __all__ = [

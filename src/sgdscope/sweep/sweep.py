@@ -17,10 +17,10 @@ import pandas as pd
 import yaml
 
 from ..config import load_config
+from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
 from ..errors import DivergedError, SgdscopeError
 from ..store import Run, is_run_dir, load_run
 from .executors import EXECUTORS
-from .grid import expand_grid, grid_keys, point_name, point_overrides
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from ..config import RunConfig, dump_config, load_config
-from ..errors import ConfigError, DivergedError, SgdscopeError
+from ..errors import DivergedError, SgdscopeError
 from ..store import CONFIG_FILE, META_FILE, METRICS_FILE, MetricsStore, is_run_dir
 from .trainer import Trainer
 
@@ -37,7 +37,7 @@ def _git_commit() -> str | None:
 
 def run_meta(cfg: RunConfig) -> dict[str, Any]:
     """Versions, git commit, seed and machine facts saved beside the config."""
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "sgdscope": __version__,
@@ -104,8 +104,8 @@ def run(
     """Train one run and return its directory.
 
     Args:
-        config: a YAML path, a recipe name (its ``small`` variant), a dict, a
-            :class:`RunConfig`, or None (defaults).
+        config: a YAML config path, a dict, a :class:`RunConfig`, or None (defaults). Recipe
+            names are resolved one level up, by :func:`sgdscope.run`.
         overrides: dotted ``key=value`` strings applied in order (``["optim.lr=0.05"]``).
         out: the run directory (default ``<store.root>/<name>-<timestamp>``).
         resume: continue the run in ``out`` from its last checkpoint; with no run there yet,
@@ -120,8 +120,6 @@ def run(
             raise SgdscopeError("--resume needs the run directory: pass --out RUN_DIR")
         if is_run_dir(out):
             return resume_run(out)
-    if isinstance(config, (str, Path)) and not Path(config).exists():
-        config, overrides = _from_recipe(str(config), overrides)
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     if isinstance(config, RunConfig) and overrides:
         cfg = load_config(cfg.model_dump(mode="json"), overrides)
@@ -131,22 +129,6 @@ def run(
     meta = run_meta(cfg)
     (run_dir / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     return _train(cfg, run_dir, resume=False, meta=meta)
-
-
-def _from_recipe(name: str, overrides: list[str] | None) -> tuple[dict[str, Any], list[str]]:
-    """A recipe name as a config: its small variant, refused when it is a sweep."""
-    from ..recipes import get_recipe
-    from ..sweep import grid_keys
-
-    if Path(name).suffix in (".yaml", ".yml"):
-        raise ConfigError(f"config file {name!r} not found")
-    config, grid, base = get_recipe(name).resolve("small")
-    if grid:
-        raise SgdscopeError(
-            f"recipe {name!r} is a sweep over {', '.join(grid_keys(grid))}: use "
-            f"sgdscope.run_sweep / `sgdscope sweep {name}`"
-        )
-    return config, base + list(overrides or [])
 
 
 def resume_run(run_dir: str | Path) -> Path:

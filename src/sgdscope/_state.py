@@ -14,7 +14,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-BN_MODES = ("train", "eval", "ghost")
+from ._defaults import BN_MODES, DEFAULT_BN_MODE
+
+__all__ = ["BN_MODES", "DEFAULT_BN_MODE", "has_batchnorm", "preserved_state", "set_bn_mode"]
+
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
 

@@ -26,8 +26,9 @@ def paper_a_sweep(quick: bool = False) -> tuple[dict[str, Any], dict[str, list[A
         "model": {"name": "mlp", "options": {"widths": [64, 64]}},
         "optim": {"name": "sgd", "lr": 0.1},
         "train": {"epochs": 1 if quick else 8, "batch_size": 32, "progress": False},
+        "eigenbasis": {"k": 5, "every": every, "bn_mode": "eval"},
         "probes": [
-            {"name": "sharpness", "every": every, "options": {"k": 5, "bn_mode": "eval"}},
+            {"name": "sharpness", "every": every},
             {"name": "alignment", "every": every, "options": {"k": 5}},
             {"name": "step_scale", "every": every},
             {"name": "grad_cosine"},
@@ -49,7 +50,7 @@ def paper_b_sweep(quick: bool = False) -> tuple[dict[str, Any], list[dict[str, A
         "optim": {"name": "sgd", "lr": 0.1},
         "train": {"epochs": epochs, "batch_size": 100, "progress": False},
         "probes": [
-            {"name": "walk", "epochs": [0, epochs - 1], "options": {"num_points": 11}},
+            {"name": "walk", "epochs": [0, epochs - 1], "options": {"num_points": 11, "bn_mode": "train"}},
             {"name": "grad_cosine"},
             {"name": "distance"},
             {"name": "param_norm"},

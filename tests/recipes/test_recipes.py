@@ -36,7 +36,7 @@ def test_small_variant_builds_every_part(name):
         cfg = load_config(config, overrides + point_overrides(point) + REDUCED)
         parts = build_parts(cfg)
         assert parts.total_steps == 3
-        assert {p.name for p in parts.probes} >= {p.name for p in cfg.probes}
+        assert {p.name for p in parts.probes.probes} >= {p.name for p in cfg.probes}
 
 
 def _small_runs():

@@ -87,23 +87,19 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     import sgdscope as ss
-    from sgdscope.probes import list_probes
-
     torch.set_num_threads(1)
     cfg = tiny_config()
-    available = set(list_probes())
-    own = {"eigen_source": "shared" if "sharpness" in available else "own"}
     probes: list[dict[str, Any]] = [
         {"name": n} for n in ("lr", "grad_norm", "param_norm", "distance", "grad_cosine")
     ]
-    if "sharpness" in available:
-        probes.append({"name": "sharpness", "every": 4, "options": {"k": 3, "per_layer": True}})
     probes += [
+        {"name": "sharpness", "every": 4, "options": {"per_layer": True}},
         {"name": "walk", "every": 1},
-        {"name": "alignment", "every": 4, "options": {**own, "k": 3}},
-        {"name": "eigen_loss", "every": 4, "options": {**own, "grid": [-2, -1, -0.5, 0.5, 1, 2]}},
-        {"name": "step_scale", "every": 4, "options": {**own, "ks": [1, 3], "alphas": [0.5, 1, 2]}},
+        {"name": "alignment", "every": 4, "options": {"k": 3}},
+        {"name": "eigen_loss", "every": 4, "options": {"grid": [-2, -1, -0.5, 0.5, 1, 2]}},
+        {"name": "step_scale", "every": 4, "options": {"ks": [1, 3], "alphas": [0.5, 1, 2]}},
     ]
+    cfg["eigenbasis"] = {"k": 3, "every": 4}
     cfg["probes"] = probes
     return ss.run(cfg, out=tmp_path_factory.mktemp("report") / "tiny")
 

@@ -3,6 +3,7 @@
 from .loader import apply_override, config_reference, dump_config, load_config, parse_value
 from .schema import (
     DataConfig,
+    EigenBasisConfig,
     ModelConfig,
     OptimConfig,
     ProbeConfig,
@@ -14,6 +15,7 @@ from .schema import (
 
 __all__ = [
     "DataConfig",
+    "EigenBasisConfig",
     "ModelConfig",
     "OptimConfig",
     "ProbeConfig",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -16,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from .._registry import closest
 from ..errors import ConfigError
 from .schema import ProbeConfig, RunConfig
+
+BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -53,14 +55,32 @@ def _check_keys(data: Any, model: type[BaseModel], prefix: str) -> None:
             _check_keys(value, sub, f"{path}.")
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
+        loc = prefix + ".".join(str(x) for x in e["loc"])
         got = e.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         parts.append(f"{loc}: {e['msg']}{got_s}")
     return "invalid config: " + "; ".join(parts)
+
+
+def validate_section(model: type[BaseModelT], data: dict[str, Any], where: str) -> BaseModelT:
+    """Validate one config section (or a class's keyword options declared by ``model``).
+
+    Unknown keys are refused with the nearest valid one ("did you mean"), wrong values with the
+    field, what was received and what is allowed — the same messages as in a YAML config.
+
+    Args:
+        model: the pydantic model declaring the options.
+        data: the options given.
+        where: the config path of the section, e.g. ``"eigenbasis"``.
+    """
+    _check_keys(data, model, f"{where}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, prefix=f"{where}.")) from None
 
 
 def parse_value(text: str) -> Any:

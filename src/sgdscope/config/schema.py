@@ -1,8 +1,8 @@
 """The typed schema of a run's configuration (pydantic). Every field has a default and a doc.
 
-Sections: ``data``, ``model``, ``optim``, ``schedule``, ``train``, ``probes``, ``store``, plus the
-top-level ``seed``, ``device`` and ``name``. ``sgdscope config-reference`` (and the README) list
-every field from this schema.
+Sections: ``data``, ``model``, ``optim``, ``schedule``, ``train``, ``eigenbasis``, ``probes``,
+``store``, plus the top-level ``seed``, ``device`` and ``name``. ``sgdscope config-reference`` (and
+the README) list every field from this schema.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .._defaults import DEFAULT_BN_MODE
 
 
 class _Section(BaseModel):
@@ -87,6 +89,47 @@ def _default_probes() -> list[ProbeConfig]:
     ]
 
 
+class EigenBasisConfig(_Section):
+    """The top-k Hessian eigenvectors along training (:class:`sgdscope.eigenbasis.EigenBasis`).
+
+    This section is the one declaration of the eigenbasis's options: the Python class takes the
+    same keywords and validates them through this model.
+    """
+
+    k: int = Field(5, ge=1, description="number of top eigenpairs λ₁ ≥ … ≥ λ_k")
+    every: int | Literal["epoch"] = Field(
+        100, description="refresh every N steps (at θ_t of steps 0, N, 2N, ...), or 'epoch'"
+    )
+    data: Literal["probe", "train", "batch"] = Field(
+        "probe", description="Hessian of the probe set, the train set, or the step's mini-batch"
+    )
+    bn_mode: Literal["train", "eval", "ghost"] = Field(
+        DEFAULT_BN_MODE, description="BatchNorm mode of the Hessian and of its consumers' evaluations"
+    )
+    ghost_batch_size: int | None = Field(None, ge=1, description="ghost batch size (bn_mode ghost)")
+    batch_size: int | None = Field(None, ge=1, description="chunk size of Hessian products")
+    tol: float = Field(1e-4, gt=0.0, lt=1.0, description="Lanczos relative residual tolerance")
+    max_iter: int | None = Field(None, ge=1, description="Lanczos product limit (None: default)")
+    warm_start: bool = Field(True, description="start each refresh from the previous vectors")
+    lambda_min: bool = Field(True, description="also the smallest eigenvalue (same Lanczos run)")
+    hvp: Literal["auto", "reuse", "double_backward", "forward_over_reverse"] = Field(
+        "auto", description="Hessian-vector product style"
+    )
+    memory_budget: int | None = Field(
+        None, ge=0, description="bytes the reused first-order graph may hold (None: 1/4 free)"
+    )
+    seed: int = Field(0, ge=0, description="seed of the Lanczos start vectors (step added)")
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> int | str:
+        if v == "epoch":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError("must be a number of steps >= 1 or 'epoch'")
+        return v
+
+
 class StoreConfig(_Section):
     root: str = Field("runs", description="folder under which run directories are created")
 
@@ -100,6 +143,9 @@ class RunConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eigenbasis: EigenBasisConfig | None = Field(
+        None, description="top-k Hessian eigenvectors shared by probes and optimizers"
+    )
     probes: list[ProbeConfig] = Field(default_factory=_default_probes)
     store: StoreConfig = Field(default_factory=StoreConfig)
 

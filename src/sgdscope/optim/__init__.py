@@ -1,8 +1,10 @@
-"""Optimizers (SGD, GD with isotropic noise, Nudged-SGD, projected SGD) and LR schedules."""
+"""Optimizers as chains of small transforms (SGD, GD with isotropic noise, Nudged-SGD,
+projected SGD) and learning-rate schedules."""
 
 from . import noisy_gd as _noisy_gd  # noqa: F401  (registers noisy_gd)
-from . import nudged as _nudged  # noqa: F401  (registers nsgd, projected_sgd)
-from . import schedules
+from . import schedules, transforms
+from . import sgd as _sgd  # noqa: F401  (registers sgd)
+from . import subspace as _subspace  # noqa: F401  (registers nsgd, projected_sgd)
 from ._registry import (
     OPTIMIZERS,
     OptimContext,
@@ -11,21 +13,29 @@ from ._registry import (
     register_optimizer,
 )
 from .noisy_gd import IsotropicNoiseGD, estimate_noise_sigma, per_sample_grad_variance
-from .nudged import EigenvectorsUnavailableError, NudgedSGD, ProjectedSGD, hessian_eigen_fn
 from .schedules import ScheduleLR, list_schedules, make_schedule
+from .sgd import SGD
+from .subspace import NudgedSGD, ProjectedSGD
+from .transforms import ChainedOptimizer, Transform
 
 __all__ = [
+    # optimizers
+    "SGD",
+    "ChainedOptimizer",
     "IsotropicNoiseGD",
-    "ScheduleLR",
-    "estimate_noise_sigma",
-    "make_schedule",
-    "list_schedules",
-    "per_sample_grad_variance",
-    "schedules",
-    "EigenvectorsUnavailableError",
     "NudgedSGD",
     "ProjectedSGD",
-    "hessian_eigen_fn",
+    "Transform",
+    "transforms",
+    # noise scale
+    "estimate_noise_sigma",
+    "per_sample_grad_variance",
+    # schedules
+    "ScheduleLR",
+    "list_schedules",
+    "make_schedule",
+    "schedules",
+    # registry
     "OPTIMIZERS",
     "OptimContext",
     "build_optimizer",

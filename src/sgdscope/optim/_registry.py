@@ -1,12 +1,11 @@
 """Optimizer registry: ``optim.name`` in a config → a ``torch.optim.Optimizer``.
 
-A factory receives the parameters, an :class:`OptimContext` (the common settings and the run's
-model / loss / data, for optimizers that need Hessian-vector products or per-sample gradients)
-and the ``optim.options`` of the config.
+A factory receives the parameters, an :class:`OptimContext` (the common settings, the run's
+model / loss / data for optimizers that need per-sample gradients, and the run's eigenbasis for
+those that step along its directions) and the ``optim.options`` of the config.
 
-Optimizers may define ``prepare(step: int, epoch: int, shared: dict) -> None``: the Trainer calls
-it before every ``step()`` (``shared`` is the probes' shared dict, holding e.g. the latest
-``"eigenvectors"`` of the SharpnessProbe).
+Flags: ``needs_hvp`` (computes Hessian-vector products), ``uses_eigenbasis`` (reads the run's
+eigenbasis), ``full_batch`` (the Trainer feeds it the full-batch gradient).
 """
 
 from __future__ import annotations
@@ -25,6 +24,17 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 
 @dataclass
 class OptimContext:
+    """What an optimizer factory may use besides its own options.
+
+    Attributes:
+        lr, momentum, weight_decay, nesterov: the ``optim`` section.
+        seed: the run's seed.
+        model, loss_fn, data: the run's model, loss and :class:`~sgdscope.data.DataBundle`.
+        device: the run's device.
+        eigenbasis: the run's :class:`~sgdscope.eigenbasis.EigenBasis` (attached), or None.
+        steps_per_epoch: updates per epoch (to resolve schedules given in epochs).
+    """
+
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
@@ -34,13 +44,15 @@ class OptimContext:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     data: Any = None
     device: torch.device | None = None
+    eigenbasis: Any = None
+    steps_per_epoch: int | None = None
 
 
 def register_optimizer(name: str, **flags: Any) -> Callable:
     """Decorator: register ``fn(params, ctx: OptimContext, **options) -> Optimizer``.
 
-    Flags: ``needs_hvp=True`` (uses Hessian-vector products), ``full_batch=True`` (the Trainer
-    feeds it the full-batch gradient).
+    Flags: ``needs_hvp=True`` (uses Hessian-vector products), ``uses_eigenbasis=True`` (reads
+    ``ctx.eigenbasis``), ``full_batch=True`` (the Trainer feeds it the full-batch gradient).
     """
     return OPTIMIZERS.register(name, **flags)
 
@@ -57,15 +69,3 @@ def build_optimizer(
         fn, options, where="optim.options", what=f"optimizer {name!r}", reserved=("params", "ctx")
     )
     return fn(params, ctx, **options)
-
-
-@register_optimizer("sgd")
-def _sgd(params: list[nn.Parameter], ctx: OptimContext) -> torch.optim.Optimizer:
-    """Plain torch SGD (momentum, weight decay and Nesterov from the ``optim`` section)."""
-    return torch.optim.SGD(
-        params,
-        lr=ctx.lr,
-        momentum=ctx.momentum,
-        weight_decay=ctx.weight_decay,
-        nesterov=ctx.nesterov,
-    )

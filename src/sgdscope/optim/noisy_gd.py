@@ -20,6 +20,7 @@ from .._batching import is_pair, iter_batches
 from .._state import preserved_state, set_bn_mode
 from ..errors import ConfigError
 from ._registry import OptimContext, register_optimizer
+from .transforms import ChainedOptimizer, add_weight_decay, isotropic_noise, scale_by_lr
 
 # Offset between the run seed and the noise seed: the global generator seeded with the run seed
 # draws the initial weights, and the noise must not replay that stream.
@@ -29,18 +30,18 @@ NOISE_SEED_OFFSET = 1_000_003
 _CHUNK_BYTES = 64 * 2**20
 
 
-class IsotropicNoiseGD(torch.optim.Optimizer):
+class IsotropicNoiseGD(ChainedOptimizer):
     """Full-batch gradient descent plus isotropic Gaussian noise on the gradient.
 
-    Each ``step()`` does, for every parameter with a gradient, p ← p − lr (g + wd·p + σ ξ) with
-    ξ ~ N(0, I) of p's shape, dtype and device. With σ = 0 no noise is drawn and the update is
-    exactly ``torch.optim.SGD(lr, weight_decay)``'s.
+    The chain weight decay → isotropic noise → scale by −η: for every parameter with a gradient,
+    p ← p − lr (g + wd·p + σ ξ) with ξ ~ N(0, I) of p's shape, dtype and device. With σ = 0 no
+    noise is drawn and the update is exactly ``torch.optim.SGD(lr, weight_decay)``'s.
 
     Args:
         params: parameters or parameter groups (groups may set their own ``lr`` / ``sigma``).
         lr: learning rate η (> 0 for training; 0 allowed).
         sigma: noise standard deviation σ ≥ 0, in gradient units.
-        seed: seed of the noise generator (one per device, each seeded with it).
+        seed: seed of the noise generator (one per device, each seeded with it; checkpointed).
         weight_decay: L2 penalty coefficient added to the gradient, as in ``torch.optim.SGD``.
 
     Example:
@@ -60,64 +61,19 @@ class IsotropicNoiseGD(torch.optim.Optimizer):
         for name, value in (("lr", lr), ("sigma", sigma), ("weight_decay", weight_decay)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"optim {name}={value!r}: must be a finite number >= 0")
+        self._noise = isotropic_noise(int(seed))
         super().__init__(
-            params, {"lr": float(lr), "sigma": float(sigma), "weight_decay": float(weight_decay)}
+            params,
+            [add_weight_decay(), self._noise, scale_by_lr()],
+            lr=float(lr),
+            sigma=float(sigma),
+            weight_decay=float(weight_decay),
         )
-        self.seed = int(seed)
-        self._generators: dict[str, torch.Generator] = {}
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        gen = self._generators.get(key)
-        if gen is None:
-            gen = torch.Generator(device=device)
-            gen.manual_seed(self.seed)
-            self._generators[key] = gen
-        return gen
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
-        """One update from the current ``.grad`` (the full-batch gradient, for paper B's GD)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, sigma, wd = group["lr"], group["sigma"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if wd != 0:
-                    d = d.add(p, alpha=wd)
-                if sigma != 0:
-                    xi = torch.randn(
-                        p.shape,
-                        generator=self._generator(p.device),
-                        device=p.device,
-                        dtype=p.dtype,
-                    )
-                    d = xi.mul_(sigma).add_(d)
-                p.add_(d, alpha=-lr)
-        return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        """The torch optimizer state plus the noise generators' states (exact resume)."""
-        state = super().state_dict()
-        state["noise_seed"] = self.seed
-        state["noise_rng"] = {k: g.get_state() for k, g in self._generators.items()}
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        rng = state.pop("noise_rng", {})
-        self.seed = int(state.pop("noise_seed", self.seed))
-        super().load_state_dict(state)
-        self._generators = {}
-        for key, gen_state in rng.items():
-            gen = torch.Generator(device=key)
-            gen.set_state(gen_state)
-            self._generators[key] = gen
+    @property
+    def seed(self) -> int:
+        """The noise seed (restored from a checkpoint with the generator states)."""
+        return int(self._noise.seed)  # type: ignore[attr-defined]
 
 
 def per_sample_grad_variance(

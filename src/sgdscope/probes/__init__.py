@@ -1,4 +1,4 @@
-"""Probes: measurements the Trainer (or your own loop) runs along training."""
+"""Probes: measurements along training, run by :class:`ProbeSet` in the Trainer or your own loop."""
 
 from . import alignment as _alignment  # noqa: F401  (each import registers its probes)
 from . import basic as _basic  # noqa: F401
@@ -8,19 +8,30 @@ from . import sharpness as _sharpness  # noqa: F401
 from . import step_scale as _step_scale  # noqa: F401
 from . import walk as _walk  # noqa: F401
 from ._registry import PROBES, build_probe, list_probes, register_probe
-from .alignment import AlignmentProbe, EigenProbe
-from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_params
+from .alignment import AlignmentProbe
+from .base import BasisProbe, Measurement, Probe, ProbeContext, When, flat_grads, flat_params
 from .basic import DistanceProbe, GradCosineProbe, GradNormProbe, LearningRateProbe, ParamNormProbe
 from .eigendirection import EigendirectionLossProbe
 from .noise_curvature import NoiseCurvatureProbe
+from .runner import ProbeSet
 from .sharpness import SharpnessProbe
 from .step_scale import StepScaleProbe
 from .walk import WalkProbe
 
 __all__ = [
+    # the runner
+    "ProbeSet",
+    # the interface
+    "BasisProbe",
+    "Measurement",
+    "Probe",
+    "ProbeContext",
+    "When",
+    "flat_grads",
+    "flat_params",
+    # the probes
     "AlignmentProbe",
     "DistanceProbe",
-    "EigenProbe",
     "EigendirectionLossProbe",
     "GradCosineProbe",
     "GradNormProbe",
@@ -30,14 +41,9 @@ __all__ = [
     "SharpnessProbe",
     "StepScaleProbe",
     "WalkProbe",
+    # registry
     "PROBES",
-    "Measurement",
-    "Probe",
-    "ProbeContext",
-    "When",
     "build_probe",
-    "flat_grads",
-    "flat_params",
     "list_probes",
     "register_probe",
 ]

@@ -27,7 +27,7 @@ class GradNormProbe(Probe):
     name = "grad_norm"
 
     def measure(self, ctx: ProbeContext) -> Measurement:
-        assert ctx.grad is not None
+        ctx.require(self.name, "grad")
         return Measurement({"grad_norm": float(ctx.grad.double().norm())})
 
 
@@ -38,7 +38,7 @@ class ParamNormProbe(Probe):
     name = "param_norm"
 
     def measure(self, ctx: ProbeContext) -> Measurement:
-        assert ctx.theta is not None
+        ctx.require(self.name, "theta")
         return Measurement({"param_norm": float(ctx.theta.double().norm())})
 
 
@@ -49,7 +49,7 @@ class DistanceProbe(Probe):
     name = "distance"
 
     def measure(self, ctx: ProbeContext) -> Measurement:
-        assert ctx.theta is not None
+        ctx.require(self.name, "theta", "theta0")
         return Measurement({"distance": float((ctx.theta.double() - ctx.theta0.double()).norm())})
 
 
@@ -81,7 +81,7 @@ class GradCosineProbe(Probe):
         self._cos: float | None = None
 
     def observe(self, ctx: ProbeContext) -> None:
-        assert ctx.grad is not None
+        ctx.require(self.name, "grad")
         self._cos = None
         if self._prev is not None and self._prev_step == ctx.step - 1:
             self._cos = cosine(self._prev.to(ctx.grad.device), ctx.grad)

@@ -10,68 +10,25 @@ measures how much SGD's noise lies along the sharpest directions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from .._batching import iter_batches
-from .._state import has_batchnorm, preserved_state, set_bn_mode
 from ..errors import ConfigError
+from ._functional import per_sample_grads
 from ._registry import register_probe
-from .alignment import EigenProbe, probe_data, unflatten
-from .base import Measurement, ProbeContext, When
+from .base import BasisProbe, Measurement, ProbeContext, When
 
 TRACE_METHODS = ("hutchinson", "hutch++", "exact")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def per_sample_grads(
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    theta: torch.Tensor,
-    *,
-    bn_mode: str = "eval",
-    chunk_size: int | None = None,
-) -> torch.Tensor:
-    """∇ℓ_i(θ) for every sample of the batch (x, y), shape (N, n), via ``torch.func.vmap(grad)``.
-
-    ℓ_i is ``loss_fn`` on the one-sample batch i. BatchNorm in train mode is refused (a batch of
-    one has no batch statistics). The model is left unchanged.
-    """
-    if bn_mode != "eval" and has_batchnorm(model):
-        raise ConfigError(
-            "per-sample gradients of a BatchNorm model need bn_mode='eval' (running statistics): "
-            f"got bn_mode={bn_mode!r}; set probes[noise_curvature].options.bn_mode=eval"
-        )
-    with torch.no_grad(), preserved_state(model):
-        set_bn_mode(model, bn_mode)
-        buffers = {k: b.detach() for k, b in model.named_buffers()}
-
-        def loss_one(th: torch.Tensor, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            out = torch.func.functional_call(
-                model, (unflatten(model, th), buffers), (xi.unsqueeze(0),)
-            )
-            return loss_fn(out, yi.unsqueeze(0))
-
-        fn = torch.func.vmap(
-            torch.func.grad(loss_one),
-            in_dims=(None, 0, 0),
-            randomness="error",
-            chunk_size=chunk_size,
-        )
-        with torch.enable_grad():
-            return fn(theta.detach(), x, y)
-
-
 @register_probe("noise_curvature", needs_hvp=True)
-class NoiseCurvatureProbe(EigenProbe):
+class NoiseCurvatureProbe(BasisProbe):
     """Overlap of the top-k eigenspaces of the gradient-noise covariance C and the Hessian H.
 
-    At step t (at θ_t, on the probe set, or a fixed seeded subset of ``max_samples`` of it):
+    At step t (at θ_t, on the eigenbasis's data, or a fixed seeded subset of ``max_samples`` of it):
 
     - ``noise_overlap`` = (1/k) Σ_j cos²(φ_j), φ_j the principal angles between span(top-k of C)
       and span(top-k of H) (1: same subspace, ≈ k/n: unrelated);
@@ -84,15 +41,16 @@ class NoiseCurvatureProbe(EigenProbe):
     (``trace_method="exact"``, small models only).
 
     Args:
-        k: eigen-directions of C and H compared (the sharpness probe must share at least k).
+        k: eigen-directions of C and H compared (the eigenbasis must hold at least k).
         max_samples: per-sample gradients of at most this many probe examples (memory is
             max_samples × n numbers; None: the whole probe set).
         chunk_size: samples per vmap chunk (None: all at once).
         trace_method: "hutchinson", "hutch++" or "exact".
         trace_samples: Hessian-vector products spent on tr(H) (not for "exact").
         dtype: "float64" to take the SVD in double precision (default: the model's dtype).
-        eigen_source, refresh_every, bn_mode, batch_size, lanczos_tol, seed: see
-            :class:`~sgdscope.probes.alignment.EigenProbe`.
+        bn_mode: None (the eigenbasis's) or the basis's mode restated; per-sample gradients of
+            a BatchNorm model need "eval".
+        seed: seeds the fixed sample subset and the trace estimator.
 
     Example:
         >>> probe = NoiseCurvatureProbe(k=5, max_samples=256)
@@ -110,22 +68,10 @@ class NoiseCurvatureProbe(EigenProbe):
         trace_method: str = "hutchinson",
         trace_samples: int = 20,
         dtype: str | None = None,
-        eigen_source: str = "shared",
-        refresh_every: int = 1,
-        bn_mode: str = "eval",
-        batch_size: int | None = None,
-        lanczos_tol: float = 1e-4,
+        bn_mode: str | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            every,
-            eigen_source=eigen_source,
-            refresh_every=refresh_every,
-            bn_mode=bn_mode,
-            batch_size=batch_size,
-            lanczos_tol=lanczos_tol,
-            seed=seed,
-        )
+        super().__init__(every, bn_mode=bn_mode, seed=seed)
         if int(k) < 1:
             raise ConfigError(f"probes[noise_curvature].options.k={k}: must be >= 1")
         if max_samples is not None and int(max_samples) < 2:
@@ -170,10 +116,14 @@ class NoiseCurvatureProbe(EigenProbe):
             x, y = x[idx.to(x.device)], y[idx.to(y.device)]
         return x, y
 
+    @property
+    def eigen_k(self) -> int:
+        return self.k
+
     def noise_eigen(self, ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Top-k eigenvectors (n × k) and eigenvalues (k,) of C at θ_t, and tr(C)."""
-        assert ctx.theta is not None
-        x, y = self._samples(probe_data(ctx, self.name))
+        ctx.require(self.name, "theta")
+        x, y = self._samples(self.eval_data(ctx))
         if len(y) < 2:
             raise ConfigError("noise_curvature needs a probe set of at least 2 examples")
         grads = per_sample_grads(
@@ -181,8 +131,8 @@ class NoiseCurvatureProbe(EigenProbe):
             ctx.loss_fn,
             x,
             y,
-            ctx.theta,
-            bn_mode=self.bn_mode,
+            ctx.theta,  # type: ignore[arg-type]
+            bn_mode=self.measure_mode(ctx),
             chunk_size=self.chunk_size,
         )
         if self.dtype is not None:
@@ -194,24 +144,10 @@ class NoiseCurvatureProbe(EigenProbe):
         # tr(C) = ‖G/√N‖_F² = the sum of all squared singular values (no copy of G needed).
         return vh[:k].T, s[:k] ** 2, float((s.double() ** 2).sum())
 
-    def _hessian(self, ctx: ProbeContext) -> Any:
-        """H on the probe set at θ_t, as a ``sgdscope.curvature.HessianOperator``."""
-        from ..curvature import HessianOperator  # lazy: keeps probes importable on their own
-
-        return HessianOperator(
-            ctx.model,
-            ctx.loss_fn,
-            probe_data(ctx, self.name),
-            bn_mode=self.bn_mode,
-            ghost_batch_size=self.batch_size if self.bn_mode == "ghost" else None,
-            batch_size=self.batch_size,
-            theta=ctx.theta,
-        )
-
     def hessian_trace(self, ctx: ProbeContext) -> tuple[float, float]:
-        """tr(H) on the probe set at θ_t and its standard error (0 when exact)."""
-        assert ctx.theta is not None
-        op = self._hessian(ctx)
+        """tr(H) at θ_t (the eigenbasis's Hessian) and its standard error (0 when exact)."""
+        ctx.require(self.name, "theta")
+        op = self.basis(ctx).operator(theta=ctx.theta)
         n = op.shape[0]
         if self.trace_method == "exact":
             # n unit vectors, in blocks so that memory stays O(block · n).
@@ -230,8 +166,7 @@ class NoiseCurvatureProbe(EigenProbe):
         return float(est.estimate), float(est.stderr)
 
     def measure(self, ctx: ProbeContext) -> Measurement:
-        if ctx.theta is None:
-            raise ValueError("NoiseCurvatureProbe needs ctx.theta (θ_t)")
+        ctx.require(self.name, "theta")
         hess, _ = self.eigenvectors(ctx, self.k)
         noise, noise_values, trace_c = self.noise_eigen(ctx)
         k = noise.shape[1]

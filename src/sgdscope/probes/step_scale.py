@@ -1,9 +1,9 @@
 """The α-test of paper A: is SGD's step too long along the sharpest directions?
 
-ΔL(α) = L(θ_t + α·u_k(t)) − L(θ_t) on the probe set, with u_k(t) = −η_t Σ_{i≤k} ⟨g_t, e_i⟩ e_i
-the SGD step projected on the top-k eigen-subspace. Paper A finds ΔL(0.5) < ΔL(1) and ΔL(2) > 0.
-On a quadratic with eigenvalue λ along e and gradient component g = ⟨g_t, e⟩ (g_t the gradient of
-the probe loss), ΔL(α) = −αη g² + ½ λ α² η² g².
+ΔL(α) = L(θ_t + α·u_k(t)) − L(θ_t) on the eigenbasis's data, with u_k(t) = −η_t Σ_{i≤k} ⟨g_t, e_i⟩
+e_i the SGD step projected on the top-k eigen-subspace. Paper A finds ΔL(0.5) < ΔL(1) and
+ΔL(2) > 0. On a quadratic with eigenvalue λ along e and gradient component g = ⟨g_t, e⟩ (g_t the
+gradient of the probe loss), ΔL(α) = −αη g² + ½ λ α² η² g².
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ._functional import as_float_list, losses_along, step_projections
 from ._registry import register_probe
-from .alignment import EigenProbe, as_float_list, probe_data
-from .base import Measurement, ProbeContext, When
-from .eigendirection import losses_along, step_projections
+from .base import BasisProbe, Measurement, ProbeContext, When
 
 RANDOM_SCALES = ("projection", "matched")
 
@@ -29,7 +28,7 @@ def _fmt(alpha: float) -> str:
 
 
 @register_probe("step_scale")
-class StepScaleProbe(EigenProbe):
+class StepScaleProbe(BasisProbe):
     """ΔL(α) along the top-k subspace, along each eigenvector, and along a random direction.
 
     Scalars stored at step t (α formatted with ``%g``):
@@ -50,8 +49,8 @@ class StepScaleProbe(EigenProbe):
         per_direction: also scale along each e_i, i ≤ max(ks), separately.
         random_baseline: also scale along a random direction.
         random_scale: "projection" or "matched" (see above).
-        eigen_source, refresh_every, bn_mode, batch_size, lanczos_tol, seed: see
-            :class:`~sgdscope.probes.alignment.EigenProbe`.
+        bn_mode: None (the eigenbasis's) or the basis's mode restated.
+        seed: seeds the random directions.
 
     Example:
         >>> probe = StepScaleProbe(alphas=[0.5, 1, 2], ks=[1, 5])
@@ -68,22 +67,10 @@ class StepScaleProbe(EigenProbe):
         per_direction: bool = True,
         random_baseline: bool = True,
         random_scale: str = "projection",
-        eigen_source: str = "shared",
-        refresh_every: int = 1,
-        bn_mode: str = "eval",
-        batch_size: int | None = None,
-        lanczos_tol: float = 1e-4,
+        bn_mode: str | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            every,
-            eigen_source=eigen_source,
-            refresh_every=refresh_every,
-            bn_mode=bn_mode,
-            batch_size=batch_size,
-            lanczos_tol=lanczos_tol,
-            seed=seed,
-        )
+        super().__init__(every, bn_mode=bn_mode, seed=seed)
         self.alphas = np.array(sorted(set(as_float_list(alphas, self.name, "alphas"))))
         try:
             ks_list = sorted({int(k) for k in ks})
@@ -105,9 +92,12 @@ class StepScaleProbe(EigenProbe):
         # Per-epoch running sums: name -> [sum, count].
         self._sums: dict[str, list[float]] = {}
 
+    @property
+    def eigen_k(self) -> int:
+        return self.ks[-1]
+
     def measure(self, ctx: ProbeContext) -> Measurement:
-        if ctx.grad is None or ctx.theta is None:
-            raise ValueError("StepScaleProbe needs ctx.grad (g_t) and ctx.theta (θ_t)")
+        ctx.require(self.name, "grad", "theta")
         kmax = self.ks[-1]
         vectors, _ = self.eigenvectors(ctx, kmax)
         lr = float(ctx.lr)
@@ -127,16 +117,15 @@ class StepScaleProbe(EigenProbe):
         base, losses = losses_along(
             ctx.model,
             ctx.loss_fn,
-            probe_data(ctx, self.name),
+            self.eval_data(ctx),
             ctx.theta,
             u,
             self.alphas.tolist(),
-            bn_mode=self.bn_mode,
-            batch_size=self.batch_size,
+            bn_mode=self.measure_mode(ctx),
+            batch_size=self.eval_batch_size(ctx),
             with_base=True,
         )
-        assert base is not None
-        delta = losses - base  # (S, A)
+        delta = losses - float(base)  # type: ignore[arg-type]  # (S, A)
         m = Measurement(arrays={"alpha_test_alphas": self.alphas.copy()})
         for s, row in zip(names, delta, strict=True):
             for alpha, d in zip(self.alphas, row, strict=True):

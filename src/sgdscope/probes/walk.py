@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .._state import BN_MODES
-from ..errors import ConfigError
+from .._defaults import BN_MODES, DEFAULT_BN_MODE
+from ..errors import ConfigError, InvalidArgumentError
 from ..landscape.interpolate import interpolate
 from ..landscape.valley import valley_stats
 from ._registry import register_probe
@@ -41,7 +41,8 @@ class WalkProbe(Probe):
             epochs 1, 10, 25, 100; ``When(every=10)`` for every tenth step).
         num_points: K ≥ 3 interpolation points, α = 0, 1/(K−1), …, 1.
         split: ``"train"`` (whole train set; paper B) or ``"probe"`` (the fixed probe subset).
-        bn_mode: BatchNorm mode of the evaluation, ``"train"`` (paper B) or ``"eval"``.
+        bn_mode: BatchNorm mode of the evaluation: ``"train"`` (batch statistics, paper B's
+            choice; its recipes set it) or ``"eval"`` (the library default).
         barrier_threshold: relative barrier height (vs L(θ_t)) above which a barrier counts.
         batch_size: evaluation batch size (default: whole split in one batch if it fits; with
             BatchNorm in train mode the losses depend on it).
@@ -63,7 +64,7 @@ class WalkProbe(Probe):
         *,
         num_points: int = 11,
         split: str = "train",
-        bn_mode: str = "train",
+        bn_mode: str = DEFAULT_BN_MODE,
         barrier_threshold: float = 0.0,
         batch_size: int | None = None,
         compile: bool = False,
@@ -116,21 +117,16 @@ class WalkProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> Measurement:
         """Interpolate θ_t → θ_{t+1} (the model holds θ_{t+1} and still does afterwards)."""
-        if ctx.theta is None or ctx.theta_next is None:
-            raise ValueError(
-                "WalkProbe.measure needs ctx.theta (θ_t) and ctx.theta_next (θ_{t+1}); "
-                "set them in the ProbeContext (flat_params before and after the step)"
-            )
-        if ctx.data is None:
-            raise ValueError(
-                "WalkProbe.measure needs ctx.data: a DataBundle (its train or probe split is used)"
-            )
+        ctx.require(self.name, "theta", "theta_next", "data")
         if hasattr(ctx.data, "split"):
             data = ctx.data.split(self.split)
         elif self.split == "train":
             data = ctx.data  # a user's loop may pass the train data itself
         else:
-            raise ValueError("WalkProbe(split='probe') needs ctx.data to be a DataBundle")
+            raise InvalidArgumentError(
+                "WalkProbe(split='probe') needs ctx.data to be a DataBundle (it has a probe "
+                "split); received plain data. fix: split='train' or pass the DataBundle"
+            )
         curve = interpolate(
             ctx.model,
             ctx.loss_fn,

@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from ..losses import accuracy, loss_for_task
 from ..models import build_model
 from ..optim import OPTIMIZERS, OptimContext, build_optimizer
 from ..optim.schedules import make_schedule
-from ..probes import Probe, When, build_probe
+from ..probes import PROBES, Probe, ProbeSet, When, build_probe
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,7 +47,8 @@ class Parts:
     accuracy_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer
     schedule: Callable[[int], float]
-    probes: list[Probe]
+    probes: ProbeSet
+    eigenbasis: Any
     full_batch: bool
     batch_size: int
     steps_per_epoch: int
@@ -101,6 +103,7 @@ def build_parts(cfg: RunConfig) -> Parts:
     if dtype == torch.float64:
         data = _cast(data, dtype)
     loss_fn = loss_for_task(data.task)
+    eigenbasis = build_eigenbasis(cfg, model, loss_fn, data, steps_per_epoch)
     params = [p for p in model.parameters() if p.requires_grad]
     octx = OptimContext(
         lr=cfg.optim.lr,
@@ -112,6 +115,8 @@ def build_parts(cfg: RunConfig) -> Parts:
         loss_fn=loss_fn,
         data=data,
         device=device,
+        eigenbasis=eigenbasis,
+        steps_per_epoch=steps_per_epoch,
     )
     optimizer = build_optimizer(cfg.optim.name, params, octx, **cfg.optim.options)
     schedule = make_schedule(
@@ -121,17 +126,7 @@ def build_parts(cfg: RunConfig) -> Parts:
         total_steps=total_steps,
         **cfg.schedule.options,
     )
-    probes = []
-    for pc in cfg.probes:
-        when = When(
-            pc.every,
-            epochs=pc.epochs,
-            log_spaced=pc.log_spaced,
-            steps=pc.steps,
-            max_step=total_steps,
-        )
-        probes.append(build_probe(pc.name, when, **pc.options))
-    probes.sort(key=lambda p: p.order)  # stable: config order within equal priority
+    probes = ProbeSet(build_probes(cfg, total_steps, eigenbasis), eigenbasis=eigenbasis)
     return Parts(
         device=device,
         data=data,
@@ -141,12 +136,45 @@ def build_parts(cfg: RunConfig) -> Parts:
         optimizer=optimizer,
         schedule=schedule,
         probes=probes,
+        eigenbasis=eigenbasis,
         full_batch=full_batch,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         num_epochs=num_epochs,
     )
+
+
+def build_eigenbasis(
+    cfg: RunConfig, model: nn.Module, loss_fn: Any, data: DataBundle, steps_per_epoch: int
+) -> Any:
+    """The run's eigenbasis (the ``eigenbasis:`` section), attached to the model; None without
+    one."""
+    if cfg.eigenbasis is None:
+        return None
+    from ..eigenbasis import EigenBasis
+
+    basis = EigenBasis(**cfg.eigenbasis.model_dump(), steps_per_epoch=steps_per_epoch)
+    return basis.attach(model, loss_fn, data)
+
+
+def build_probes(cfg: RunConfig, total_steps: int, eigenbasis: Any) -> list[Probe]:
+    """The configured probes. A probe that reads the eigenbasis and has no schedule of its own is
+    due at the basis's refresh steps."""
+    probes = []
+    for pc in cfg.probes:
+        when = When(
+            pc.every,
+            epochs=pc.epochs,
+            log_spaced=pc.log_spaced,
+            steps=pc.steps,
+            max_step=total_steps,
+        )
+        reads_basis = getattr(PROBES.get(pc.name), "uses_eigenbasis", False)
+        if when.is_default and reads_basis and eigenbasis is not None and eigenbasis.every:
+            when = When(eigenbasis.every)
+        probes.append(build_probe(pc.name, when, **pc.options))
+    return probes
 
 
 def _cast(data: DataBundle, dtype: torch.dtype) -> DataBundle:

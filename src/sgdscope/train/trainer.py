@@ -13,7 +13,7 @@ import torch
 
 from ..config import RunConfig
 from ..errors import DivergedError
-from ..probes import Measurement, ProbeContext, flat_grads, flat_params
+from ..probes import Measurement
 from ..store import CHECKPOINT_DIR, METRICS_FILE, MetricsStore
 from .build import Parts, build_parts
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -64,13 +64,10 @@ class Trainer:
         self.parts: Parts = build_parts(cfg)
         self.store = store if store is not None else MetricsStore(self.run_dir / METRICS_FILE)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
-        self.shared: dict[str, Any] = {}
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
         self.perm: torch.Tensor | None = None
-        p = self.parts
-        self.theta0 = flat_params(p.model)
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 12_345)
         kill = os.environ.get(_KILL_ENV)
         self._kill_at = int(kill) if kill else None
@@ -87,9 +84,7 @@ class Trainer:
             "data_gen": self.data_gen.get_state(),
             "model": p.model.state_dict(),
             "optimizer": p.optimizer.state_dict(),
-            "probes": [pr.state_dict() for pr in p.probes],
-            "shared": _plain(self.shared),
-            "theta0": self.theta0,
+            "probes": p.probes.state_dict(),
             "rng": capture_rng(),
             "seq": self.store.seq,
         }
@@ -103,10 +98,7 @@ class Trainer:
         dev = p.device
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
-        for pr, s in zip(p.probes, state["probes"], strict=True):
-            pr.load_state_dict(_to(s, dev))
-        self.shared = _to(state["shared"], dev)
-        self.theta0 = state["theta0"].to(dev)
+        p.probes.load_state_dict(_to(state["probes"], dev))
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
@@ -116,24 +108,6 @@ class Trainer:
         self.store.truncate_after(int(state["seq"]))
 
     # ----------------------------------------------------------------- helpers
-    def _context(self, **kw: Any) -> ProbeContext:
-        p = self.parts
-        return ProbeContext(
-            model=p.model,
-            loss_fn=p.loss_fn,
-            step=self.step,
-            epoch=self.epoch,
-            lr=kw.pop("lr", p.schedule(self.step)),
-            theta0=self.theta0,
-            data=p.data,
-            optimizer=p.optimizer,
-            shared=self.shared,
-            steps_per_epoch=p.steps_per_epoch,
-            step_in_epoch=self.step_in_epoch,
-            config=self.cfg,
-            **kw,
-        )
-
     def _evaluate(self) -> dict[str, float]:
         p = self.parts
         out: dict[str, float] = {}
@@ -180,17 +154,17 @@ class Trainer:
         state = load_checkpoint(self.ckpt_dir) if self.resume else None
         if state is not None:
             self._restore(state)
+            p.probes.on_train_start(p.model, p.data, loss_fn=p.loss_fn, optimizer=p.optimizer)
         else:
             self.store.truncate_after(0)
-            ctx = self._context()
             first = Measurement(dict(self._evaluate()))
             first.scalars["epochs_done"] = 0.0
-            for pr in p.probes:
-                first.update(pr.on_train_start(ctx))
+            first.update(
+                p.probes.on_train_start(p.model, p.data, loss_fn=p.loss_fn, optimizer=p.optimizer)
+            )
             self.store.write_step(0, 0, first.scalars, first.arrays)
             self.save()
         self.store.set_status("running")
-        need_vectors = any(pr.needs_vectors for pr in p.probes)
         progress = _Progress(p.total_steps, enabled=self.cfg.train.progress)
         progress.advance(self.step)
         try:
@@ -201,7 +175,7 @@ class Trainer:
                         if p.full_batch
                         else torch.randperm(len(p.data.train), generator=self.data_gen)
                     )
-                loss = self._one_step(need_vectors)
+                loss = self._one_step()
                 progress.advance(1, loss)
         except BaseException:
             progress.close()
@@ -210,7 +184,7 @@ class Trainer:
         self.store.set_status("finished", last_step=self.step)
         return "finished"
 
-    def _one_step(self, need_vectors: bool) -> float:
+    def _one_step(self) -> float:
         p = self.parts
         t = self.step
         lr = float(p.schedule(t))
@@ -230,31 +204,10 @@ class Trainer:
         loss = float(loss_t)
         if not math.isfinite(loss):
             self._diverge(t, loss)
-        theta = flat_params(p.model) if need_vectors else None
-        grad = flat_grads(p.model) if need_vectors else None
-        if hasattr(p.optimizer, "prepare"):
-            p.optimizer.prepare(step=t, epoch=self.epoch, shared=self.shared)
         p.optimizer.step()
-        theta_next = flat_params(p.model) if need_vectors else None
-
         epoch_end = self.step_in_epoch == p.steps_per_epoch - 1 or t == p.total_steps - 1
-        ctx = self._context(
-            lr=lr,
-            batch=batch,
-            loss=loss,
-            grad=grad,
-            theta=theta,
-            theta_next=theta_next,
-            epoch_end=epoch_end,
-        )
-        m = Measurement({"batch_loss": loss})
-        for pr in p.probes:
-            m.update(pr.observe(ctx))
-            if pr.due(t, self.epoch):
-                m.update(pr.measure(ctx))
-        if epoch_end:
-            for pr in p.probes:
-                m.update(pr.on_epoch_end(ctx))
+        # The probe runner reads g_t from .grad, θ_{t+1} from the model, θ_t from its last call.
+        m = p.probes.after_step(p.model, batch, loss, p.optimizer, lr=lr, epoch_end=epoch_end)
         self.store.write_step(t, self.epoch, m.scalars, m.arrays)
 
         self.step = t + 1

@@ -50,7 +50,11 @@ def paper_b_sweep(quick: bool = False) -> tuple[dict[str, Any], list[dict[str, A
         "optim": {"name": "sgd", "lr": 0.1},
         "train": {"epochs": epochs, "batch_size": 100, "progress": False},
         "probes": [
-            {"name": "walk", "epochs": [0, epochs - 1], "options": {"num_points": 11, "bn_mode": "train"}},
+            {
+                "name": "walk",
+                "epochs": [0, epochs - 1],
+                "options": {"num_points": 11, "bn_mode": "train"},
+            },
             {"name": "grad_cosine"},
             {"name": "distance"},
             {"name": "param_norm"},

@@ -87,6 +87,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     import sgdscope as ss
+
     torch.set_num_threads(1)
     cfg = tiny_config()
     probes: list[dict[str, Any]] = [

@@ -104,7 +104,7 @@ class EigenBasisConfig(_Section):
         "probe", description="Hessian of the probe set, the train set, or the step's mini-batch"
     )
     bn_mode: Literal["train", "eval", "ghost"] = Field(
-        DEFAULT_BN_MODE, description="BatchNorm mode of the Hessian and of its consumers' evaluations"
+        DEFAULT_BN_MODE, description="BatchNorm mode of the Hessian and of its consumers' losses"
     )
     ghost_batch_size: int | None = Field(None, ge=1, description="ghost batch size (bn_mode ghost)")
     batch_size: int | None = Field(None, ge=1, description="chunk size of Hessian products")

@@ -45,14 +45,25 @@ _EXPORTS: dict[str, str] = {
     "interpolate": ".landscape",
     "loss_at": ".landscape",
     "valley_stats": ".landscape",
+    # eigenbasis
+    "EigenBasis": ".eigenbasis",
+    "RandomBasis": ".eigenbasis",
     # optimizers
+    "SGD": ".optim",
+    "ChainedOptimizer": ".optim",
     "IsotropicNoiseGD": ".optim",
     "NudgedSGD": ".optim",
     "ProjectedSGD": ".optim",
     "estimate_noise_sigma": ".optim",
     # probes
     "AlignmentProbe": ".probes",
+    "DistanceProbe": ".probes",
     "EigendirectionLossProbe": ".probes",
+    "GradCosineProbe": ".probes",
+    "GradNormProbe": ".probes",
+    "LearningRateProbe": ".probes",
+    "ParamNormProbe": ".probes",
+    "ProbeSet": ".probes",
     "Measurement": ".probes",
     "NoiseCurvatureProbe": ".probes",
     "Probe": ".probes",
@@ -144,6 +155,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         spectral_density,
     )
     from .data import DataBundle, Split, list_datasets, load_dataset, register_dataset  # noqa: F401
+    from .eigenbasis import EigenBasis, RandomBasis  # noqa: F401
     from .errors import (  # noqa: F401
         BasisMismatchError,
         ConfigError,
@@ -161,14 +173,27 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         valley_stats,
     )
     from .models import build_model, list_models, register_model  # noqa: F401
-    from .optim import IsotropicNoiseGD, NudgedSGD, ProjectedSGD, estimate_noise_sigma  # noqa: F401
+    from .optim import (  # noqa: F401
+        SGD,
+        ChainedOptimizer,
+        IsotropicNoiseGD,
+        NudgedSGD,
+        ProjectedSGD,
+        estimate_noise_sigma,
+    )
     from .probes import (  # noqa: F401
         AlignmentProbe,
+        DistanceProbe,
         EigendirectionLossProbe,
+        GradCosineProbe,
+        GradNormProbe,
+        LearningRateProbe,
         Measurement,
         NoiseCurvatureProbe,
+        ParamNormProbe,
         Probe,
         ProbeContext,
+        ProbeSet,
         SharpnessProbe,
         StepScaleProbe,
         WalkProbe,

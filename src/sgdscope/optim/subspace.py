@@ -276,6 +276,19 @@ def _basis_for(ctx: OptimContext, name: str, subspace: str, k: int, identity: bo
     return basis
 
 
+def _settings(ctx: OptimContext, k: int, burn_in: int, nudge: str) -> dict[str, Any]:
+    """The keywords both subspace optimizers take from the ``optim`` section and options."""
+    return {
+        "lr": ctx.lr,
+        "k": k,
+        "burn_in": burn_in,
+        "momentum": ctx.momentum,
+        "weight_decay": ctx.weight_decay,
+        "nesterov": ctx.nesterov,
+        "nudge": nudge,
+    }
+
+
 @register_optimizer("nsgd", needs_hvp=True, uses_eigenbasis=True)
 def _nsgd(
     params: list[nn.Parameter],
@@ -298,19 +311,8 @@ def _nsgd(
             "optim.options.gamma is required for 'nsgd' (γ < 1 steers sharper, γ > 1 flatter, "
             "γ = 1 is plain SGD), e.g. optim.options.gamma=0.1"
         )
-    identity = gamma == 1 or k == 0
-    return NudgedSGD(
-        params,
-        lr=ctx.lr,
-        gamma=gamma,
-        basis=_basis_for(ctx, "nsgd", subspace, k, identity),
-        k=k,
-        burn_in=burn_in,
-        momentum=ctx.momentum,
-        weight_decay=ctx.weight_decay,
-        nesterov=ctx.nesterov,
-        nudge=nudge,
-    )
+    basis = _basis_for(ctx, "nsgd", subspace, k, identity=gamma == 1 or k == 0)
+    return NudgedSGD(params, gamma=gamma, basis=basis, **_settings(ctx, k, burn_in, nudge))
 
 
 @register_optimizer("projected_sgd", needs_hvp=True, uses_eigenbasis=True)
@@ -328,16 +330,5 @@ def _projected_sgd(
     Options (``optim.options``): ``k`` (<= ``eigenbasis.k``), ``burn_in``, ``nudge``,
     ``subspace`` ("top" or "random", as for ``nsgd``).
     """
-    identity = k == 0
-    return ProjectedSGD(
-        params,
-        lr=ctx.lr,
-        mode=mode,
-        basis=_basis_for(ctx, "projected_sgd", subspace, k, identity),
-        k=k,
-        burn_in=burn_in,
-        momentum=ctx.momentum,
-        weight_decay=ctx.weight_decay,
-        nesterov=ctx.nesterov,
-        nudge=nudge,
-    )
+    basis = _basis_for(ctx, "projected_sgd", subspace, k, identity=k == 0)
+    return ProjectedSGD(params, mode=mode, basis=basis, **_settings(ctx, k, burn_in, nudge))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from .base import Measurement, Probe, ProbeContext, flat_grads, flat_params
+from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_params
 
 
 def _keys(probes: Sequence[Probe]) -> list[str]:
@@ -82,6 +82,9 @@ class ProbeSet:
         for p in self.probes:
             if p.uses_eigenbasis:
                 p.bind(eigenbasis)
+                # A basis reader without a schedule of its own measures when the basis refreshes.
+                if p.every.is_default and eigenbasis.every:
+                    p.every = When(eigenbasis.every)
         self._own_store = False
         self.store = self._open_store(store)
         self.loss_fn = loss_fn
@@ -257,7 +260,7 @@ class ProbeSet:
             grad = flat_grads(self.model)
         m = Measurement()
         if loss is not None:
-            m.scalars["batch_loss"] = float(loss)
+            m.scalars["batch_loss"] = float(loss.detach() if torch.is_tensor(loss) else loss)
         self._refresh_basis(t, theta, batch, m)
         ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
         for p in self.probes:

@@ -20,7 +20,7 @@ from ..losses import accuracy, loss_for_task
 from ..models import build_model
 from ..optim import OPTIMIZERS, OptimContext, build_optimizer
 from ..optim.schedules import make_schedule
-from ..probes import PROBES, Probe, ProbeSet, When, build_probe
+from ..probes import Probe, ProbeSet, When, build_probe
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,7 +126,7 @@ def build_parts(cfg: RunConfig) -> Parts:
         total_steps=total_steps,
         **cfg.schedule.options,
     )
-    probes = ProbeSet(build_probes(cfg, total_steps, eigenbasis), eigenbasis=eigenbasis)
+    probes = ProbeSet(build_probes(cfg, total_steps), eigenbasis=eigenbasis)
     return Parts(
         device=device,
         data=data,
@@ -158,9 +158,9 @@ def build_eigenbasis(
     return basis.attach(model, loss_fn, data)
 
 
-def build_probes(cfg: RunConfig, total_steps: int, eigenbasis: Any) -> list[Probe]:
-    """The configured probes. A probe that reads the eigenbasis and has no schedule of its own is
-    due at the basis's refresh steps."""
+def build_probes(cfg: RunConfig, total_steps: int) -> list[Probe]:
+    """The configured probes (a basis reader with no schedule of its own is due at the
+    eigenbasis's refresh steps: :class:`~sgdscope.probes.ProbeSet` sets that)."""
     probes = []
     for pc in cfg.probes:
         when = When(
@@ -170,9 +170,6 @@ def build_probes(cfg: RunConfig, total_steps: int, eigenbasis: Any) -> list[Prob
             steps=pc.steps,
             max_step=total_steps,
         )
-        reads_basis = getattr(PROBES.get(pc.name), "uses_eigenbasis", False)
-        if when.is_default and reads_basis and eigenbasis is not None and eigenbasis.every:
-            when = When(eigenbasis.every)
         probes.append(build_probe(pc.name, when, **pc.options))
     return probes
 

@@ -320,7 +320,7 @@ class _Manual(Lit):
 def test_refuses_manual_optimization(tmp_path):
     x, y = _data()
     cb = SgdscopeCallback(_probes(), data=(x, y), loss_fn=F.cross_entropy)
-    with pytest.raises(InvalidArgumentError, match="automatic optimization.*after_step"):
+    with pytest.raises(InvalidArgumentError, match=r"automatic optimization.*after_step"):
         _trainer(tmp_path, cb).fit(_Manual(_net()), _loader(x, y))
 
 

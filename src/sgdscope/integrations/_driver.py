@@ -95,9 +95,7 @@ class ProbeDriver:
 
     def named(self, m: Measurement) -> dict[str, float]:
         """The measurement's scalars as ``namespace/name`` → float (arrays left out)."""
-        return {
-            f"{self._namespace.get(k, 'probes')}/{k}": float(v) for k, v in m.scalars.items()
-        }
+        return {f"{self._namespace.get(k, 'probes')}/{k}": float(v) for k, v in m.scalars.items()}
 
     # ------------------------------------------------------------------ hooks
     def start(

@@ -532,10 +532,15 @@ class Objective:
                 "group several inputs as ((x1, x2), y), or use ss.LossClosure for other "
                 f"structures (rule: {_RULE})"
             )
+        hint = (
+            " (a list is read as several batches: for one batch [x, y] pass the tuple (x, y))"
+            if isinstance(batch, torch.Tensor) and index >= 0
+            else ""
+        )
         raise InvalidArgumentError(
             f"{where}: expected (inputs, target) or a dict of model inputs, received "
-            f"{_type_name(batch)}; rule: {_RULE}; fix: pass (x, y) for one batch, a list of "
-            "them for several, or ss.LossClosure(fn) for any other structure"
+            f"{_type_name(batch)}{hint}; rule: {_RULE}; fix: pass (x, y) for one batch, a list "
+            "of them for several, or ss.LossClosure(fn) for any other structure"
         )
 
     # -- evaluation -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "EigenResult": ".curvature",
     "HessianOperator": ".curvature",
     "LinearOperator": ".curvature",
+    "LossClosure": ".curvature",
     "frobenius_norm": ".curvature",
     "hutchinson_trace": ".curvature",
     "lanczos": ".curvature",
@@ -93,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "DivergedError": ".errors",
     "EigenvectorsUnavailableError": ".errors",
     "InvalidArgumentError": ".errors",
+    "NonFiniteError": ".errors",
     "SgdscopeError": ".errors",
 }
 
@@ -148,6 +150,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         EigenResult,
         HessianOperator,
         LinearOperator,
+        LossClosure,
         frobenius_norm,
         hutchinson_trace,
         lanczos,
@@ -163,6 +166,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         DivergedError,
         EigenvectorsUnavailableError,
         InvalidArgumentError,
+        NonFiniteError,
         SgdscopeError,
     )
     from .landscape import (  # noqa: F401

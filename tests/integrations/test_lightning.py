@@ -259,8 +259,9 @@ def test_lr_is_the_step_s_own_under_a_per_step_scheduler(tmp_path):
 
 
 def test_training_is_unchanged_by_the_callback(tmp_path):
-    """BatchNorm + dropout, shuffled batches: with and without the callback, the same weights and
-    BatchNorm statistics at the end; the module ends in train mode as it was."""
+    """BatchNorm + dropout, shuffled batches, the training loader as the probes' data: with and
+    without the callback, the same weights and BatchNorm statistics at the end; the module ends
+    in train mode as it was."""
 
     def fit(with_cb: bool, name: str):
         x, y = _data()
@@ -268,7 +269,8 @@ def test_training_is_unchanged_by_the_callback(tmp_path):
         module = Lit(_net(dropout=0.3))
         cbs = []
         if with_cb:
-            cbs = [SgdscopeCallback(_probes(), data=(x, y), loss_fn=F.cross_entropy)]
+            # The training loader as the probes' data: iterating it draws from the global RNG.
+            cbs = [SgdscopeCallback(_probes(), loss_fn=F.cross_entropy)]
         trainer = L.Trainer(
             callbacks=cbs,
             logger=False,

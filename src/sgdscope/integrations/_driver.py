@@ -149,10 +149,19 @@ class ProbeDriver:
 
 @contextlib.contextmanager
 def measuring() -> Iterator[None]:
-    """Gradients on for the probes' Hessian products, whatever the framework set around a hook
-    (the probes themselves restore the model's mode, buffers, grads and the RNG)."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
+    """Gradients on for the probes' Hessian products, whatever the framework set around a hook,
+    and the global RNG put back afterwards: iterating a DataLoader (the training loader as the
+    probes' data) draws its base seed from it, which would shift the training run's dropout
+    masks and shuffles. (The probes themselves restore the model's mode, buffers and grads.)"""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def first_lr(optimizer: Any) -> float:

@@ -38,9 +38,10 @@ def _gpt2(dropout: float = 0.0) -> GPT2LMHeadModel:
         bos_token_id=None,
         eos_token_id=None,
         loss_type="ForCausalLM",
+        # PyTorch's fused attention kernels have no second derivative: Hessian products need
+        # the eager implementation.
+        attn_implementation="eager",
     )
-    # PyTorch's fused attention kernels have no second derivative: Hessian products need eager.
-    config._attn_implementation = "eager"
     return GPT2LMHeadModel(config)
 
 

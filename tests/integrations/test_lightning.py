@@ -305,6 +305,35 @@ def test_default_data_is_the_training_loader(tmp_path):
     assert got == pytest.approx(lam, rel=1e-6)
 
 
+class _OwnLoss(Lit):
+    def loss(self, batch):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def training_step(self, batch, batch_idx):
+        return self.loss(batch)
+
+
+def test_the_module_s_own_loss_through_a_closure(tmp_path):
+    """loss_fn=ss.LossClosure(lambda m, b: m.loss(b)) measures what loss_fn=F.cross_entropy does."""
+    x, y = _data()
+    stores = {}
+    for name, loss_fn in {
+        "closure": ss.LossClosure(lambda model, batch: model.loss(batch)),
+        "function": F.cross_entropy,
+    }.items():
+        probes = ss.ProbeSet(
+            [ss.SharpnessProbe(), ss.WalkProbe(ss.When(every=4))],
+            eigenbasis=ss.EigenBasis(k=2, every=4),
+            store=tmp_path / name,
+        )
+        cb = SgdscopeCallback(probes, data=(x, y), loss_fn=loss_fn)
+        _trainer(tmp_path, cb, name=name, max_epochs=1).fit(_OwnLoss(_net()), _loader(x, y))
+        stores[name] = _store_frame(tmp_path / name)
+    assert stores["closure"].index.equals(stores["function"].index)
+    np.testing.assert_allclose(stores["closure"].values, stores["function"].values, rtol=1e-9)
+
+
 class _Manual(Lit):
     def __init__(self, net):
         super().__init__(net)

@@ -31,8 +31,8 @@ optimization (which is also how Lightning runs several optimizers) — there, ca
 ``probes.after_step(self, batch, loss, opt)`` in your ``training_step`` right after ``opt.step()``
 — and several processes (DDP, FSDP).
 
-The loss: the probes evaluate ``loss_fn(module(inputs), target)`` on their data (or a
-:class:`sgdscope.LossClosure` ``fn(model, batch)``, where the data layer supports it). To measure
+The loss: the probes evaluate ``loss_fn(module(inputs), target)`` on their data, or a
+:class:`sgdscope.LossClosure` ``fn(model, batch)`` for any other loss. To measure
 your LightningModule's own loss, put it in a method both use, e.g. ``def loss(self, batch)``,
 called by ``training_step`` and given as ``loss_fn=ss.LossClosure(lambda m, b: m.loss(b))`` —
 never ``training_step`` itself, which logs.

@@ -44,7 +44,9 @@ that update's ``training_step`` values — under ``curvature/``, ``walk/`` or ``
 ``LightningModule.log``, which forwards to loggers only every ``log_every_n_steps``
 and would drop the measurements in between; they are also logged with
 ``LightningModule.log(..., logger=False)`` so ``trainer.callback_metrics`` holds the latest value
-of each (for ``ModelCheckpoint(monitor="curvature/lambda_1")`` or early stopping). A probe set
+of each (for ``ModelCheckpoint(monitor="curvature/lambda_1")`` or early stopping) — all but
+``probes/batch_loss``, which the module logs itself (``self.log`` costs milliseconds a call, too
+much for every step). A probe set
 built with ``store=`` writes its run directory as well.
 
 Checkpoints: the callback's ``state_dict`` (saved by Lightning in every checkpoint) holds the
@@ -64,6 +66,8 @@ from ..probes import Measurement, ProbeSet
 from ._driver import ProbeDriver, first_lr
 
 __all__ = ["SgdscopeCallback"]
+
+_BATCH_LOSS = "probes/batch_loss"
 
 
 class SgdscopeCallback(pl.Callback):
@@ -98,6 +102,7 @@ class SgdscopeCallback(pl.Callback):
         self._micro_batches: list[Any] = []
         self._micro_losses: list[float] = []
         self.last: Measurement = Measurement()
+        self._state_key = self._generate_state_key(probes=probes.keys)
 
     @property
     def probes(self) -> ProbeSet:
@@ -106,7 +111,7 @@ class SgdscopeCallback(pl.Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(probes=self.probes.keys)
+        return self._state_key
 
     # ------------------------------------------------------------------ checks
     def _check_supported(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -230,11 +235,13 @@ class SgdscopeCallback(pl.Callback):
         if not self.log_to_loggers or not m.scalars:
             return
         named = self.driver.named(m)
+        # Loggers flush when Lightning logs its own metrics and at the end (no save() per step).
         for logger in trainer.loggers:
             logger.log_metrics(named, step=step)
-            logger.save()
         if hook_logs:  # Lightning allows self.log in these hooks (not in on_train_start)
             for key, value in named.items():
+                if key == _BATCH_LOSS:
+                    continue  # the module logs its own loss; self.log costs ms per call
                 pl_module.log(
                     key,
                     value,

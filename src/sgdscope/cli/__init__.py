@@ -10,8 +10,9 @@ import typer
 import yaml
 
 from ._errors import run_guarded
-from ._format import console, metrics_table, runs_table
+from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_table, runs_table
 from .data_cmd import app as data_app
+from .demo_cmd import demo
 from .report_cmd import report
 
 app = typer.Typer(
@@ -81,26 +82,12 @@ def sweep(
     )
     s = load_sweep(path)
     console.print(f"sweep: {path}")
-    cols = [
-        c
-        for c in [
-            "run",
-            "status",
-            "train_loss",
-            "val_acc",
-            "test_acc",
-            "peak_lambda_1",
-            "mean_grad_cosine",
-            "distance",
-        ]
-        if c in s.summary
-    ]
-    console.print(s.summary[cols].to_string(index=False))
+    console.print(frame_text(s.summary, SUMMARY_COLUMNS))
 
 
 @app.command()
 def recipes() -> None:
-    """List the packaged recipes: one per figure or table of the two papers.
+    """List the packaged recipes: one per figure or table of the two papers, then the demo's.
 
     Example: sgdscope recipes
     """
@@ -110,10 +97,15 @@ def recipes() -> None:
     from ..recipes import list_recipes
 
     t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
-    for r in list_recipes():
+    for r in list_recipes(demo=False):
         _, grid, _ = r.resolve("small")
         t.add_row(r.name, r.paper, r.reproduces, str(len(expand_grid(grid))), r.title)
     console.print(t)
+    d = Table("recipe", "paper", "runs (small / quick)", "title", title="the demo (sgdscope demo)")
+    for r in list_recipes(demo=True):
+        sizes = [len(expand_grid(r.resolve(v)[1])) for v in ("small", "quick")]
+        d.add_row(r.name, r.paper, " / ".join(map(str, sizes)), r.title)
+    console.print(d)
 
 
 @app.command()
@@ -125,25 +117,6 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to contin
     from ..train import resume_run
 
     _summary(resume_run(run_dir))
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the demo's runs")] = Path(
-        "runs/demo"
-    ),
-    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 2,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="a few steps per run (smoke test)")
-    ] = False,
-) -> None:
-    """Run small experiments on embedded data that test both papers' findings; write reports.
-
-    Example: sgdscope demo --out runs/demo
-    """
-    from ..demo import run_demo
-
-    run_demo(out, workers=workers, quick=quick)
 
 
 @app.command("ls")
@@ -198,11 +171,12 @@ def _summary(path: Path) -> None:
 
     r = load_run(path)
     console.print(f"run {r.status}: {r.path}")
-    console.print(metrics_table(r, ["train_loss", "train_acc", "val_acc", "test_acc"]))
+    console.print(metrics_table(r, RUN_METRICS))
 
 
 app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
+app.command("demo")(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,9 @@ A recipe file holds ``title``, ``paper`` (A or B), ``reproduces`` (the figure / 
 points: the recipe is then a sweep) and ``variants``: ``small`` runs on embedded data in minutes
 on 2 CPU cores; ``paper`` uses the paper's dataset, model and hyper-parameters. A variant lists
 ``overrides`` (dotted ``key=value``) and may replace the ``grid``.
+
+Recipes marked ``demo: true`` are the experiments ``sgdscope demo`` runs: variants ``small`` (the
+demo) and ``quick`` (a few steps per run, a smoke test), no ``paper`` variant.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Recipe:
     grid: Any = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    demo: bool = False
 
     def resolve(self, variant: str = "small") -> tuple[dict[str, Any], Any, list[str]]:
         """``(config, grid, overrides)`` of a variant."""
@@ -70,12 +74,15 @@ def _parse(path: Path) -> Recipe:
         grid=data.get("grid"),
         variants=data["variants"],
         path=path,
+        demo=bool(data.get("demo", False)),
     )
 
 
-def list_recipes() -> list[Recipe]:
-    """Every packaged recipe, sorted by name."""
-    return [_parse(p) for p in sorted(_recipe_dir().glob("*.yaml"))]
+def list_recipes(*, demo: bool | None = None) -> list[Recipe]:
+    """Every packaged recipe, sorted by name (``demo=True``: only the demo's, ``False``: only
+    the papers' figures and tables)."""
+    recipes = [_parse(p) for p in sorted(_recipe_dir().glob("*.yaml"))]
+    return recipes if demo is None else [r for r in recipes if r.demo == demo]
 
 
 def recipe_names() -> list[str]:

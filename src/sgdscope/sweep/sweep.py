@@ -19,21 +19,11 @@ import yaml
 from ..config import load_config
 from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
 from ..errors import DivergedError, SgdscopeError
-from ..store import Run, is_run_dir, load_run
+from ..store import SUMMARY_FIELDS, Run, is_run_dir, load_run, summarize_run
 from .executors import EXECUTORS
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
-FINAL_METRICS = (
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "distance",
-    "param_norm",
-)
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -130,13 +120,6 @@ def run_sweep(
     return out
 
 
-def _peak(run: Run, name: str) -> tuple[float, float]:
-    s = run.scalar(name)
-    if s.empty:
-        return float("nan"), float("nan")
-    return float(s.max()), float(s.idxmax())
-
-
 class Sweep:
     """A sweep directory: its spec, its runs and a one-row-per-run summary."""
 
@@ -160,28 +143,17 @@ class Sweep:
 
     @property
     def summary(self) -> pd.DataFrame:
+        """One row per grid point: ``run`` (the point's name), the point's values, then
+        :func:`~sgdscope.store.summarize_run` of its run (``status`` ``missing`` when the run
+        directory does not exist yet)."""
         rows = []
         for p in self.points:
             d = self.path / "runs" / point_name(p)
             row: dict[str, Any] = {"run": point_name(p), **p}
-            if not is_run_dir(d):
-                row["status"] = "missing"
-                rows.append(row)
-                continue
-            r = load_run(d)
-            info = r.info
-            row["status"] = info["status"]
-            row["error"] = (info.get("error") or "").splitlines()[0] if info.get("error") else ""
-            last = r.last()
-            for m in FINAL_METRICS:
-                row[m] = last.get(m, float("nan"))
-            row["peak_lambda_1"], row["peak_lambda_1_step"] = _peak(r, "lambda_1")
-            cos = r.scalar("grad_cosine")
-            row["mean_grad_cosine"] = float(cos.mean()) if not cos.empty else float("nan")
-            h = r.scalar("height")
-            row["mean_height"] = float(h.mean()) if not h.empty else float("nan")
+            row.update(summarize_run(load_run(d)) if is_run_dir(d) else {"status": "missing"})
             rows.append(row)
-        return pd.DataFrame(rows)
+        point_keys = dict.fromkeys(k for p in self.points for k in p)
+        return pd.DataFrame(rows, columns=["run", *point_keys, *SUMMARY_FIELDS])
 
 
 def load_sweep(path: str | Path) -> Sweep:

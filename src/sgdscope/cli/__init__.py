@@ -12,6 +12,7 @@ import yaml
 from ._errors import run_guarded
 from ._format import console, metrics_table, runs_table
 from .data_cmd import app as data_app
+from .export_cmd import export
 from .report_cmd import report
 
 app = typer.Typer(
@@ -203,6 +204,7 @@ def _summary(path: Path) -> None:
 
 app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
+app.command("export")(export)
 
 
 def main(argv: list[str] | None = None) -> None:

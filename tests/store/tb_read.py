@@ -36,6 +36,25 @@ def tb_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def provider_scalars(root: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{run: {tag: [(step, value), ...]}}`` as TensorBoard's server reads them (the data
+    provider its scalars dashboard asks), every run under ``root``, nothing downsampled."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={"scalars": 0})
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    data = provider.read_scalars(
+        context.RequestContext(), experiment_id="", plugin_name="scalars", downsample=10**9
+    )
+    return {
+        run: {tag: [(d.step, d.value) for d in series] for tag, series in tags.items()}
+        for run, tags in data.items()
+    }
+
+
 def store_scalars(df) -> dict[str, list[tuple[int, float]]]:
     """The same shape from a long ``step, name, value`` DataFrame (sorted by step)."""
     out: dict[str, list[tuple[int, float]]] = {}

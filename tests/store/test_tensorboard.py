@@ -19,7 +19,14 @@ from sgdscope.store.tensorboard import TENSORBOARD_DIR, TensorBoardMirror, attac
 from sgdscope.train import resume_run, run
 
 from ..helpers import tiny_config
-from .tb_read import EVENT_GLOB, same_values, store_scalars, summary_values, tb_scalars
+from .tb_read import (
+    EVENT_GLOB,
+    provider_scalars,
+    same_values,
+    store_scalars,
+    summary_values,
+    tb_scalars,
+)
 
 # Values that float32 or a text format would change: a third, a subnormal, the largest double,
 # a value one ulp above 1, and the non-finite ones.
@@ -133,7 +140,11 @@ def _cfg():
 def test_training_run_mirrors_every_scalar(tmp_path):
     out = run(_cfg(), out=tmp_path / "r")
     _check(out)
-    assert "batch_loss" in tb_scalars(out / TENSORBOARD_DIR)
+    # what TensorBoard's server shows: one run, named by its folder, with the store's values
+    shown = provider_scalars(tmp_path)
+    assert list(shown) == ["r/tensorboard"]
+    assert same_values(shown["r/tensorboard"], store_scalars(load_run(out).scalars))
+    assert "batch_loss" in shown["r/tensorboard"]
 
 
 def test_sigkill_then_resume_leaves_one_copy_of_each_step(tmp_path):

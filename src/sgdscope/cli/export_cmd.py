@@ -49,4 +49,5 @@ def export(
                 err=True,
             )
     if not one:
-        typer.echo(f"exported {len(written)} runs ({fmt})", err=True)
+        n = len(written)
+        typer.echo(f"exported {n} run{'' if n == 1 else 's'} ({fmt})", err=True)

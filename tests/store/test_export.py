@@ -268,3 +268,19 @@ def test_bad_input_is_one_clear_error(tmp_path, run_dir):
     with pytest.raises(SgdscopeError, match="cannot read"):
         export_run(bad, "csv")
     assert not list(tmp_path.glob("**/.*.tmp-*"))  # no temporary file left behind
+
+
+def test_missing_optional_packages_are_one_clear_error(run_dir, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "tensorboard" else real(n, *a)
+    )
+    with pytest.raises(SgdscopeError, match=r"pip install 'sgdscope\[tensorboard\]'"):
+        export_run(run_dir, "tensorboard", tmp_path / "tb")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    with pytest.raises(SgdscopeError, match=r"pip install 'sgdscope\[parquet\]'"):
+        export_run(run_dir, "parquet", tmp_path / "x.parquet")
+    assert not (tmp_path / "x.parquet").exists()

@@ -359,11 +359,3 @@ def export_runs(root: str | Path, fmt: str, out: str | Path | None = None) -> li
             target = base / rel.parent / (rel.name + _SUFFIX[fmt])
         written.append(export_run(run, fmt, target))
     return written
-
-
-def export(path: str | Path, fmt: str, out: str | Path | None = None) -> list[Path]:
-    """:func:`export_run` for a run directory, :func:`export_runs` for a folder of runs."""
-    fmt = check_format(fmt)
-    if is_run_dir(path):
-        return [export_run(path, fmt, out)]
-    return export_runs(path, fmt, out)

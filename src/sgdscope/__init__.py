@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "RunConfig": ".config",
     "load_config": ".config",
     "load_run": ".store",
+    "export_run": ".store.export",
+    "export_runs": ".store.export",
     "resume_run": ".train",
     "load_sweep": ".sweep",
     "run_sweep": ".sweep",
@@ -203,5 +205,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from .report import judge, write_report  # noqa: F401
     from .store import Run, load_run  # noqa: F401
+    from .store.export import export_run, export_runs  # noqa: F401
     from .sweep import load_sweep, run_sweep  # noqa: F401
     from .train import resume_run  # noqa: F401

@@ -13,6 +13,7 @@ from ._errors import run_guarded
 from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_table, runs_table
 from .data_cmd import app as data_app
 from .demo_cmd import demo
+from .export_cmd import export
 from .report_cmd import report
 
 app = typer.Typer(
@@ -177,6 +178,7 @@ def _summary(path: Path) -> None:
 app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
 app.command("demo")(demo)
+app.command("export")(export)
 
 
 def main(argv: list[str] | None = None) -> None:

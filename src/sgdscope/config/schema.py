@@ -7,6 +7,7 @@ the README) list every field from this schema.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -132,6 +133,16 @@ class EigenBasisConfig(_Section):
 
 class StoreConfig(_Section):
     root: str = Field("runs", description="folder under which run directories are created")
+    tensorboard: bool = Field(
+        False, description="mirror scalars live into RUN/tensorboard/ (sgdscope[tensorboard])"
+    )
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, v: bool) -> bool:
+        if v and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("needs the tensorboard package: pip install 'sgdscope[tensorboard]'")
+        return v
 
 
 class RunConfig(_Section):

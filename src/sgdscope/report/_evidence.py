@@ -162,7 +162,7 @@ def assess(
                 f"{_fmt(result.min_p)} > α = {c.alpha:g}"
             )
         else:
-            needs = "a computable test (the units' values have no spread to estimate)"
+            needs = f"≥ 2 valid {result.unit} to estimate their spread (have {result.n})"
         return Evidence(verdict=INSUFFICIENT, needs=needs, **common)  # type: ignore[arg-type]
     verdict = REPRODUCED if result.supports_claim else NOT_REPRODUCED
     return Evidence(verdict=verdict, **common)  # type: ignore[arg-type]

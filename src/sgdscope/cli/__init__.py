@@ -60,15 +60,21 @@ def sweep(
     workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 1,
     variant: Variant = "small",
     executor: Annotated[str, typer.Option(help="local (process pool) or serial")] = "local",
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="seeds crossed with the grid, e.g. 0,1,2 or 0-4 (default: the recipe's)"),
+    ] = None,
 ) -> None:
     """Run every point of a recipe's grid (skips finished runs; failures do not stop others).
 
-    Example: sgdscope sweep a-peak-vs-lr --workers 2 --out runs/peak-lr
+    Example: sgdscope sweep a-peak-vs-lr --workers 2 --seeds 0,1,2 --out runs/peak-lr
     """
-    from ..recipes import resolve_source
+    from ..config.grid import parse_seeds
+    from ..recipes import resolve_seeds, resolve_source
     from ..sweep import load_sweep, run_sweep
 
     source, grid, base_overrides = resolve_source(recipe, variant)
+    seed_list = parse_seeds(seeds) if seeds is not None else resolve_seeds(recipe, variant)
     if isinstance(source, Path):
         source = yaml.safe_load(source.read_text())
     name = source.get("name", Path(recipe).stem)
@@ -80,6 +86,7 @@ def sweep(
         overrides=base_overrides + list(overrides or []),
         workers=workers,
         executor=executor,
+        seeds=seed_list,
     )
     s = load_sweep(path)
     console.print(f"sweep: {path}")
@@ -100,7 +107,8 @@ def recipes() -> None:
     t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
     for r in list_recipes(demo=False):
         _, grid, _ = r.resolve("small")
-        t.add_row(r.name, r.paper, r.reproduces, str(len(expand_grid(grid))), r.title)
+        runs = len(expand_grid(grid, r.variant_seeds("small")))
+        t.add_row(r.name, r.paper, r.reproduces, str(runs), r.title)
     console.print(t)
     d = Table("recipe", "paper", "runs (small / quick)", "title", title="the demo (sgdscope demo)")
     for r in list_recipes(demo=True):

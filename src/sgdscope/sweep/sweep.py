@@ -9,6 +9,7 @@ others.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def run_sweep(
     overrides: list[str] | None = None,
     workers: int = 1,
     executor: str = "local",
+    seeds: Sequence[int] | None = None,
 ) -> Path:
     """Run every point of ``grid`` on top of ``config`` (+ ``overrides``) into ``out``.
 
@@ -84,24 +86,28 @@ def run_sweep(
         overrides: ``key=value`` strings applied to every run before the grid point's values.
         workers: parallel worker processes (each with one torch thread).
         executor: ``local`` (process pool) or ``serial``, or a registered cluster executor.
+        seeds: seeds crossed with every grid point (``[0, 1, 2]``: three runs per point, named
+            ``..._seed=N``); None runs each point once at the config's ``seed``.
 
     Returns:
         The sweep directory; read it with :func:`load_sweep`.
     """
     out = Path(out)
     overrides = list(overrides or [])
-    points = expand_grid(grid)
+    points = expand_grid(grid, seeds)
     # Validate every point before any work starts.
     for p in points:
         load_config(config, overrides + point_overrides(p))
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"config": config, "grid": grid or {}, "overrides": overrides}
+    spec: dict[str, Any] = {"config": config, "grid": grid or {}, "overrides": overrides}
+    if seeds is not None:  # absent when unused, so sweeps written before seeds still match
+        spec["seeds"] = list(seeds)
     sweep_file = out / SWEEP_FILE
     if sweep_file.exists():
         old = yaml.safe_load(sweep_file.read_text())
         if old != spec:
             raise SgdscopeError(
-                f"{str(out)!r} holds a different sweep (config, grid or overrides differ); "
+                f"{str(out)!r} holds a different sweep (config, grid, seeds or overrides differ); "
                 "choose another --out"
             )
     else:
@@ -129,8 +135,9 @@ class Sweep:
             raise SgdscopeError(f"{str(self.path)!r} is not a sweep directory (no {SWEEP_FILE})")
         self.spec = yaml.safe_load((self.path / SWEEP_FILE).read_text())
         self.grid: dict[str, list[Any]] | list[dict[str, Any]] = self.spec.get("grid") or {}
-        self.grid_keys = grid_keys(self.grid)
-        self.points = expand_grid(self.grid)
+        self.seeds: list[int] | None = self.spec.get("seeds")
+        self.grid_keys = grid_keys(self.grid, self.seeds)
+        self.points = expand_grid(self.grid, self.seeds)
 
     @property
     def runs(self) -> list[Run]:

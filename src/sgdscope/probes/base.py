@@ -182,6 +182,14 @@ class Probe:
         """Whether ``measure`` runs at this step."""
         return self.every(step, epoch)
 
+    @classmethod
+    def writes(cls) -> tuple[str, ...]:
+        """The names (or name patterns, e.g. ``lambda_{i}``) this probe stores, from the one
+        metric schema :mod:`sgdscope.metrics`."""
+        from .. import metrics
+
+        return tuple(m.pattern for m in metrics.written_by(cls.name))
+
     def bind(self, eigenbasis: Any) -> None:
         """Check, before training starts, that this probe can work with the run's eigenbasis."""
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import metrics as M
 from ..errors import InvalidArgumentError
 from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_params
 
@@ -260,7 +261,7 @@ class ProbeSet:
             grad = flat_grads(self.model)
         m = Measurement()
         if loss is not None:
-            m.scalars["batch_loss"] = float(loss.detach() if torch.is_tensor(loss) else loss)
+            m.scalars[M.BATCH_LOSS] = float(loss.detach() if torch.is_tensor(loss) else loss)
         self._refresh_basis(t, theta, batch, m)
         ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
         for p in self.probes:
@@ -294,7 +295,7 @@ class ProbeSet:
             basis.update(t, theta=theta, batch=batch)
         # Record the cost of a refresh made at this step (here, or by the optimizer's step).
         if basis.num_refreshes != self._refreshes_recorded and basis.step == t:
-            m.scalars["eigenbasis_matvecs"] = float(basis.last_matvecs)
+            m.scalars[M.EIGENBASIS_MATVECS] = float(basis.last_matvecs)
         self._refreshes_recorded = basis.num_refreshes
 
     def on_epoch_end(self) -> Measurement:

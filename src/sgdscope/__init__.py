@@ -39,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "lanczos": ".curvature",
     "power_iteration": ".curvature",
     "spectral_density": ".curvature",
+    # the eigenbasis (top-k Hessian eigenvectors along training)
+    "EigenBasis": ".eigenbasis",
+    "RandomBasis": ".eigenbasis",
     # landscape
     "InterpolationResult": ".landscape",
     "ValleyStats": ".landscape",
@@ -57,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "NoiseCurvatureProbe": ".probes",
     "Probe": ".probes",
     "ProbeContext": ".probes",
+    "ProbeSet": ".probes",
     "SharpnessProbe": ".probes",
     "StepScaleProbe": ".probes",
     "WalkProbe": ".probes",
@@ -144,6 +148,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         spectral_density,
     )
     from .data import DataBundle, Split, list_datasets, load_dataset, register_dataset  # noqa: F401
+    from .eigenbasis import EigenBasis, RandomBasis  # noqa: F401
     from .errors import (  # noqa: F401
         BasisMismatchError,
         ConfigError,
@@ -169,6 +174,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         NoiseCurvatureProbe,
         Probe,
         ProbeContext,
+        ProbeSet,
         SharpnessProbe,
         StepScaleProbe,
         WalkProbe,

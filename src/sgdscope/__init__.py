@@ -41,15 +41,15 @@ _EXPORTS: dict[str, str] = {
     "lanczos": ".curvature",
     "power_iteration": ".curvature",
     "spectral_density": ".curvature",
+    # the eigenbasis (top-k Hessian eigenvectors along training)
+    "EigenBasis": ".eigenbasis",
+    "RandomBasis": ".eigenbasis",
     # landscape
     "InterpolationResult": ".landscape",
     "ValleyStats": ".landscape",
     "interpolate": ".landscape",
     "loss_at": ".landscape",
     "valley_stats": ".landscape",
-    # eigenbasis
-    "EigenBasis": ".eigenbasis",
-    "RandomBasis": ".eigenbasis",
     # optimizers
     "SGD": ".optim",
     "ChainedOptimizer": ".optim",
@@ -64,12 +64,12 @@ _EXPORTS: dict[str, str] = {
     "GradCosineProbe": ".probes",
     "GradNormProbe": ".probes",
     "LearningRateProbe": ".probes",
-    "ParamNormProbe": ".probes",
-    "ProbeSet": ".probes",
     "Measurement": ".probes",
     "NoiseCurvatureProbe": ".probes",
+    "ParamNormProbe": ".probes",
     "Probe": ".probes",
     "ProbeContext": ".probes",
+    "ProbeSet": ".probes",
     "SharpnessProbe": ".probes",
     "StepScaleProbe": ".probes",
     "WalkProbe": ".probes",

@@ -31,7 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BasisMismatchError, ConfigError, InvalidArgumentError
+from .._defaults import BN_MODES
+from ..errors import (
+    BasisMismatchError,
+    ConfigError,
+    EigenvectorsUnavailableError,
+    InvalidArgumentError,
+)
 
 
 @dataclass
@@ -236,6 +242,11 @@ class BasisProbe(Probe):
 
     def __init__(self, every: When | None = None, *, bn_mode: str | None = None, seed: int = 0):
         super().__init__(every)
+        if bn_mode is not None and bn_mode not in BN_MODES:
+            raise ConfigError(
+                f"probes[{self.name}].options.bn_mode={bn_mode!r}: expected one of {BN_MODES} "
+                "or null (the eigenbasis's)"
+            )
         self.bn_mode = bn_mode
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
@@ -267,7 +278,7 @@ class BasisProbe(Probe):
         basis = ctx.eigenbasis
         self.bind(basis)
         if basis.vectors is None:
-            raise BasisMismatchError(
+            raise EigenvectorsUnavailableError(
                 f"probe {self.name!r}: the eigenbasis has no vectors yet (never refreshed); it is "
                 "refreshed at its due steps by the ProbeSet, or call basis.ensure(step)"
             )

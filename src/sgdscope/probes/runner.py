@@ -98,6 +98,7 @@ class ProbeSet:
         self._theta: torch.Tensor | None = None
         self._restored = False
         self._refreshes_recorded = 0
+        self._last_ctx: ProbeContext | None = None  # the last step's, for on_epoch_end
         self.need_vectors = eigenbasis is not None or any(p.needs_vectors for p in self.probes)
 
     # ------------------------------------------------------------------ store
@@ -261,9 +262,11 @@ class ProbeSet:
             grad = flat_grads(self.model)
         m = Measurement()
         if loss is not None:
+            # detached: the loss a loop passes usually still holds its graph
             m.scalars[M.BATCH_LOSS] = float(loss.detach() if torch.is_tensor(loss) else loss)
         self._refresh_basis(t, theta, batch, m)
         ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
+        self._last_ctx = ctx
         for p in self.probes:
             m.update(p.observe(ctx))
             if p.due(t, self.epoch):
@@ -302,7 +305,10 @@ class ProbeSet:
         """Run the per-epoch hooks for the epoch that just ended (after its last ``after_step``)."""
         if self.model is None:
             raise InvalidArgumentError("call probes.on_train_start(...) first")
-        ctx = self._context(step=self.step - 1, theta=self._theta)
+        # The context of the epoch's last step, as after_step(epoch_end=True) passes it.
+        ctx = self._last_ctx
+        if ctx is None or ctx.step != self.step - 1:
+            ctx = self._context(step=self.step - 1, theta=self._theta)
         m = Measurement()
         for p in self.probes:
             m.update(p.on_epoch_end(ctx))

@@ -473,3 +473,21 @@ def test_projected_needs_a_basis_and_validates_mode():
     # k = 0: remove-top of nothing is SGD (no basis needed)
     opt = ProjectedSGD(model.parameters(), lr=0.1, mode="remove_top", k=0)
     assert opt.is_identity
+
+
+def test_a_step_refused_for_want_of_a_basis_changes_no_state():
+    """nudge="update" puts the rescale after the momentum: the basis is fetched before any
+    transform runs, so a refused step leaves the momentum buffer and θ as they were."""
+    bundle = make_bundle()
+    model = make_mlp(widths=(4,))
+    basis = EigenBasis(k=2, every=3).attach(model)  # no loss, no data: it cannot refresh
+    opt = NudgedSGD(
+        model.parameters(), lr=0.1, gamma=0.5, basis=basis, k=2, momentum=0.9, nudge="update"
+    )
+    x, y = bundle.train.tensors()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(EigenvectorsUnavailableError):
+        _step(model, opt, (x[:8], y[:8]))
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    assert all("momentum_buffer" not in opt.state[p] for p in model.parameters())
+    assert opt.step_count == 0

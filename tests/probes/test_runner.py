@@ -4,6 +4,8 @@ writing the same metrics as the Trainer."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from torch import nn
 
 import sgdscope as ss
 from sgdscope.config import load_config
+from sgdscope.eigenbasis import EigenBasis
 from sgdscope.errors import InvalidArgumentError
 from sgdscope.probes import (
     AlignmentProbe,
@@ -21,6 +24,7 @@ from sgdscope.probes import (
     LearningRateProbe,
     Measurement,
     Probe,
+    ProbeContext,
     ProbeSet,
     SharpnessProbe,
     StepScaleProbe,
@@ -361,3 +365,81 @@ def test_own_loop_writes_the_same_metrics_as_the_trainer(tmp_path):
     for name in mine.array_names():
         for u, v in zip(mine.array(name), trainer_run.array(name), strict=True):
             np.testing.assert_array_equal(u, v)
+
+
+# ----------------------------------------------------------------------------- failures
+class _Flaky(Probe):
+    """Fails at the steps it is told to, else measures a constant."""
+
+    name = "distance"  # borrows a schema writer with one plain scalar
+
+    def __init__(self, fail_at: set[int]) -> None:
+        super().__init__(When(1))
+        self.fail_at = fail_at
+
+    def measure(self, ctx: ProbeContext) -> Measurement:
+        if ctx.step in self.fail_at:
+            raise RuntimeError("linalg.eigh: The algorithm failed to converge\nmore detail")
+        return Measurement({"distance": 1.0})
+
+
+def _short_loop(probes: ProbeSet, steps: int = 4) -> list[Measurement]:
+    bundle = make_bundle()
+    model = make_mlp(widths=(4,))
+    probes.on_train_start(model, bundle, loss_fn=CE)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = bundle.train.tensors()
+    out = []
+    for t in range(steps):
+        opt.zero_grad()
+        loss = CE(model(x[8 * t : 8 * t + 8]), y[8 * t : 8 * t + 8])
+        loss.backward()
+        opt.step()
+        out.append(probes.after_step(model, None, loss, opt))
+    return out
+
+
+def test_a_failing_probe_records_nan_and_a_warning_and_training_goes_on(caplog):
+    with caplog.at_level("WARNING", logger="sgdscope"):
+        ms = _short_loop(ProbeSet([_Flaky({1, 2})]))
+    assert ms[0].scalars["distance"] == 1.0
+    assert math.isnan(ms[1].scalars["distance"]) and math.isnan(ms[2].scalars["distance"])
+    assert ms[3].scalars["distance"] == 1.0 and not ms[3].warnings
+    assert ms[1].warnings == {
+        "distance": "RuntimeError: linalg.eigh: The algorithm failed to converge"
+    }
+    assert "step 1: distance failed" in caplog.text
+
+
+def test_on_error_raise_stops_and_config_errors_always_raise():
+    with pytest.raises(RuntimeError, match="failed to converge"):
+        _short_loop(ProbeSet([_Flaky({1})], on_error="raise"))
+    with pytest.raises(InvalidArgumentError, match="on_error"):
+        ProbeSet([], on_error="ignore")
+
+
+def test_a_non_finite_probe_set_fails_the_basis_readers_not_the_run():
+    """NaN in the data the eigenbasis is computed on: the refresh fails, each probe reading the
+    basis records a warning at that step, the others and the training go on."""
+    bundle = make_bundle()
+    bundle.probe.x[0, 0] = float("nan")
+    model = make_mlp(widths=(4,))
+    probes = ProbeSet(
+        [SharpnessProbe(), AlignmentProbe(k=2), DistanceProbe()],
+        eigenbasis=EigenBasis(k=2, every=2),
+    )
+    probes.on_train_start(model, bundle, loss_fn=CE)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = bundle.train.tensors()
+    for t in range(3):
+        opt.zero_grad()
+        loss = CE(model(x[8 * t : 8 * t + 8]), y[8 * t : 8 * t + 8])
+        loss.backward()
+        opt.step()
+        m = probes.after_step(model, None, loss, opt)
+        assert math.isfinite(m.scalars["distance"]) and math.isfinite(m.scalars["batch_loss"])
+        if t % 2 == 0:
+            assert set(m.warnings) == {"eigenbasis", "sharpness", "alignment"}, m.warnings
+            assert math.isnan(m.scalars["alignment_mean5"])
+        else:
+            assert not m.warnings

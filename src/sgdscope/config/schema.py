@@ -64,6 +64,9 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(4096, ge=1, description="batch size of evaluations")
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (0: epochs only)")
     progress: bool = Field(True, description="show a progress bar on a terminal")
+    probe_errors: Literal["warn", "raise"] = Field(
+        "warn", description="a probe failing at a step: NaN + warning row (warn), or stop"
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod

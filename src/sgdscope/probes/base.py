@@ -42,19 +42,22 @@ from ..errors import (
 
 @dataclass
 class Measurement:
-    """What a probe returns: named scalars (floats) and named arrays (numpy or tensors)."""
+    """What a probe returns: named scalars (floats) and named arrays (numpy or tensors), and the
+    warnings of probes that failed at this step (source → one-line reason)."""
 
     scalars: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, Any] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
 
     def update(self, other: Measurement | None) -> Measurement:
         if other is not None:
             self.scalars.update(other.scalars)
             self.arrays.update(other.arrays)
+            self.warnings.update(other.warnings)
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.scalars or self.arrays)
+        return bool(self.scalars or self.arrays or self.warnings)
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

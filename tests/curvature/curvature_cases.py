@@ -10,6 +10,7 @@ layer are not even symmetric (a batching-rule bug) — so those references use
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -245,7 +246,7 @@ def loss_case(name: str, seed: int = 0):
     if y.is_floating_point():
         y = y.double()
     bounds = torch.tensor((0, *ROWS)).cumsum(0).tolist()
-    batches = [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    batches = [(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
 
     def module_loss(reduction):
         return module(reduction=reduction)

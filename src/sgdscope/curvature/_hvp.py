@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._batching import ObjectiveModule, tensors_of
 from .._state import set_bn_mode
@@ -113,7 +114,8 @@ class _LossOfBatch:
 def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """Set BatchNorm to ``bn_mode`` and dropout off for the block; restore the flags and the RNG.
 
-    Buffers need no saving here: they are passed to ``functional_call`` as copies (or None), so
+    Attention runs in the math kernel (twice differentiable). Buffers need no saving here: they
+    are passed to ``functional_call`` as copies (or None), so
     the model's own are never written. (``preserved_state`` would also copy them back, an
     in-place write that torch.func transforms refuse.)
     """
@@ -121,7 +123,10 @@ def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     cpu_rng = torch.get_rng_state()
     try:
         set_bn_mode(model, bn_mode)
-        yield
+        # Fused attention kernels (flash, memory-efficient) have no second derivative; the math
+        # kernel of scaled_dot_product_attention has, and computes the same function.
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
     finally:
         for m, training in flags:
             m.training = training

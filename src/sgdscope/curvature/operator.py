@@ -516,6 +516,7 @@ class HessianOperator(LinearOperator):
             weights = [1.0] * len(batches)
         self.reduction: str | None = red if len(batches) > 1 else objective.declared
         self._reduction_info = {"reduction": self.reduction, "reduction_source": how}
+        self._frozen = _frozen_rows(model, named)
         self._batches: list[Batch] = list(zip(batches, weights, strict=True))
         budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
         self.memory_budget = int(budget)
@@ -543,8 +544,10 @@ class HessianOperator(LinearOperator):
     @property
     def info(self) -> dict[str, Any]:
         """How products are computed: style, block products (batched or a loop, and why),
-        retained graph bytes and batches, fallbacks, and the reduction and its source."""
-        return {**self._engine.info(), **self._reduction_info}
+        retained graph bytes and batches, fallbacks, the reduction and its source, and the
+        frozen rows (embedding padding rows)."""
+        frozen = [f"{self.param_names[i]}[{row}]" for i, row in self._frozen]
+        return {**self._engine.info(), **self._reduction_info, "frozen_rows": frozen}
 
     def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
         """Split a flat vector (n,) or block (n, m) into per-parameter views, in model order."""
@@ -562,8 +565,8 @@ class HessianOperator(LinearOperator):
         return torch.cat([t.reshape(m, -1) for t in tensors], dim=1).T
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        pieces = self.unflatten(V)
-        out = self._engine.hvp(pieces)
+        pieces = self._freeze(self.unflatten(V))
+        out = self._freeze(self._engine.hvp(pieces))
         return self.flatten(out, batched=True).to(dtype=self.dtype)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -571,8 +574,19 @@ class HessianOperator(LinearOperator):
             p.view(1, *s)
             for p, s in zip(torch.split(v, self._numels), self.param_shapes, strict=True)
         ]
-        out = self._engine.hvp(pieces)
+        out = self._freeze(self._engine.hvp(self._freeze(pieces)))
         return torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
+
+    def _freeze(self, pieces: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Zero the frozen rows of per-parameter blocks (m, *shape) (see :func:`_frozen_rows`)."""
+        if not self._frozen:
+            return pieces
+        pieces = list(pieces)
+        for i, row in self._frozen:
+            t = pieces[i].clone()
+            t[:, row] = 0
+            pieces[i] = t
+        return pieces
 
     def gradient(self) -> torch.Tensor:
         """The gradient ∇L(θ) (flat, shape (n,)) of the loss over the data at the snapshot."""
@@ -586,6 +600,30 @@ class HessianOperator(LinearOperator):
     def release(self) -> None:
         """Free the retained first-order graph (products after this rebuild it)."""
         self._engine.release()
+
+
+def _frozen_rows(model: nn.Module, named: list[tuple[str, nn.Parameter]]) -> list[tuple[int, int]]:
+    """(parameter index, row) of every embedding padding row among the differentiated tensors.
+
+    torch defines the gradient of an embedding's ``padding_idx`` row as zero although the row is
+    used in the forward, so SGD never moves it and the derivative of the gradient is not
+    symmetric there (double backward and forward-over-reverse disagree). The operator treats those
+    rows as frozen: H restricted to the coordinates SGD can move, with zero rows and columns for
+    the padding rows (recorded in ``info["frozen_rows"]``).
+    """
+    index = {id(p): i for i, (_, p) in enumerate(named)}
+    out = []
+    for mod in model.modules():
+        pad = getattr(mod, "padding_idx", None)
+        weight = getattr(mod, "weight", None)
+        if (
+            isinstance(mod, (nn.Embedding, nn.EmbeddingBag))
+            and pad is not None
+            and weight is not None
+            and id(weight) in index
+        ):
+            out.append((index[id(weight)], int(pad) % weight.shape[0]))
+    return sorted(set(out))
 
 
 def check_finite(

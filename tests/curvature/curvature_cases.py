@@ -280,3 +280,14 @@ def reference_hessian(model, batches, per_term, reduction, call=None):
 
     theta = torch.cat([dict(model.named_parameters())[n].detach().reshape(-1) for n in names])
     return torch.func.hessian(f)(theta.double()).detach()
+
+
+def _readme_block(marker: str) -> str:
+    """The README's python block containing ``marker`` (its examples run as tests)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if marker in b]
+    assert len(blocks) == 1, marker
+    return blocks[0]

@@ -15,6 +15,7 @@ from curvature_cases import (
     LOSS_CASES,
     DictNet,
     TwoInputNet,
+    _readme_block,
     loss_case,
     reference_hessian,
 )
@@ -281,3 +282,55 @@ def test_embedding_padding_rows_are_frozen():
         op = HessianOperator(model, F.cross_entropy, (x, y), hvp=style)
         assert _rel(op.matmat(V), H @ V) < RTOL64 and _rel(op @ V[:, 0], H @ V[:, 0]) < RTOL64
     assert op.info["frozen_rows"] == ["0.weight[0]"]
+
+
+def test_readme_example_runs(capsys):
+    ns: dict = {}
+    torch.manual_seed(0)
+    exec(compile(_readme_block("class Net(torch.nn.Module)"), "README.md", "exec"), ns)
+    assert capsys.readouterr().out.split() == [
+        "mean",
+        "sum",
+        "checked",
+        "on",
+        "halves",
+        "of",
+        "a",
+        "batch",
+    ]
+    assert ns["top"].converged and 0.0 <= float(ns["acc"]) <= 1.0
+    # the closure over 4 equal batches and the tuple-batch operator are the same matrix
+    ref = HessianOperator(ns["model"], F.cross_entropy, ns["one"])
+    v = torch.randn(ref.shape[0], generator=torch.Generator().manual_seed(0))
+    assert _rel(ns["op"] @ v, ref @ v) < 1e3 * torch.finfo(torch.float32).eps
+
+
+def test_measurements_switch_off_every_train_mode_behaviour_but_batchnorm():
+    """Dropout applied through a module's own flag (an LSTM's between layers, attention dropout
+    in Hugging Face models) is off too: products are deterministic and equal eval mode's."""
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(3, 4, num_layers=2, dropout=0.5, batch_first=True)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    model = Seq().double().train()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(6, 5, 3, generator=g).double(), torch.randint(0, 2, (6,), generator=g)
+    V = _block(sum(p.numel() for p in model.parameters()))
+    op = HessianOperator(model, F.cross_entropy, (x, y), hvp="double_backward")
+    first = op.matmat(V)
+    assert torch.equal(first, op.matmat(V))
+    model.eval()
+    ref = HessianOperator(model, F.cross_entropy, (x, y), hvp="double_backward").matmat(V)
+    assert model.training is False and _rel(first, ref) < RTOL64
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    with torch.no_grad():
+        want = float(F.cross_entropy(model.eval()(x), y))
+    model.train()
+    assert float(ss.loss_at(model, F.cross_entropy, (x, y), theta)) == want

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from curvature_cases import EPS32, EPS64
+from curvature_cases import EPS32, EPS64, _readme_block
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -175,6 +175,11 @@ def test_gpt2_own_loss_and_forward_over_reverse(gpt2):
     own = HessianOperator(model, None, batches)
     assert own.info["reduction_source"].startswith("model .loss")
     assert _rel(own @ v, H @ v) < 1e3 * EPS32
+    # a BatchEncoding (a dict-like) is one batch
+    enc = transformers.BatchEncoding(batches[1])
+    one = HessianOperator(model, next_token_cross_entropy, enc)
+    assert one.num_batches == 1
+    assert _rel(one @ v, HessianOperator(model, next_token_cross_entropy, [batches[1]]) @ v) == 0
     fwd = HessianOperator(model, next_token_cross_entropy, batches, hvp="forward_over_reverse")
     assert _rel(fwd @ v, H @ v) < RTOL64 and fwd.hvp_style == "forward_over_reverse"
 
@@ -289,3 +294,12 @@ def test_bert_classifier_own_loss_matches_the_dense_hessian():
         correct = sum(int((model(**b).logits.argmax(-1) == b["labels"]).sum()) for b in batches)
         model.train()
     assert float(acc) == pytest.approx(correct / 8, abs=1e-15)
+
+
+def test_readme_example_runs():
+    ns: dict = {"torch": torch, "ss": ss}
+    torch.manual_seed(0)
+    exec(compile(_readme_block("GPT2Config(vocab_size=50"), "README.md", "exec"), ns)
+    assert ns["top5"].eigenvalues.shape == (5,) and ns["block_top"].eigenvalues.shape == (3,)
+    assert ns["attn0"].param_names[0] == "transformer.h.0.attn.c_attn.weight"
+    assert len(ns["curve"].losses) == 5 and np.isfinite(ns["tr"].estimate)

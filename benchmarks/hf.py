@@ -5,7 +5,8 @@ backward, grads zeroed first). Against it, per vector, with the model's own ``.l
 (``loss_fn=None``) on the same token batch:
 
 - ``reuse`` (the default): one product through the retained first-order graph;
-- ``reuse, block of 10``: one ``matmat`` of 10 vectors, per vector;
+- ``reuse, block of 10``: one ``matmat`` of 10 vectors, per vector, batched (the default where
+  the model's operations allow it) and as a loop (``block_products="loop"``);
 - ``double_backward``: forward, gradient with a graph, backward — per product;
 - ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad``.
 
@@ -13,9 +14,10 @@ Each round times the gradient and every product style back to back (interleaved,
 hit them alike); the table gives the median over rounds of each ratio (product time / gradient
 time of the same round) and the median times, in CPU time of this process (``process_time``:
 the work done, much less sensitive to other processes on a shared machine than wall time) and in
-wall time.
+wall time. One thread (``--threads 1``, the default): several OpenMP threads spin while they
+wait for a core on a loaded machine, and that spinning counts as CPU time.
 
-Run:  OMP_NUM_THREADS=2 .venv/bin/python benchmarks/hf.py [--rounds 15] [--sizes test small medium]
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/hf.py [--rounds 15] [--sizes test small medium]
       [--out benchmarks/results/hf.md]
 """
 
@@ -74,13 +76,15 @@ def measure(name: str, spec: tuple, rounds: int) -> list[dict[str, object]]:
         style: HessianOperator(model, None, batch, hvp=style)
         for style in ("reuse", "double_backward", "forward_over_reverse")
     }
+    looped = HessianOperator(model, None, batch, block_products="loop")
     gen = torch.Generator().manual_seed(2)
     v = torch.randn(n, generator=gen)
     V = torch.randn(n, 10, generator=gen)
     fns: dict[str, Callable[[], object]] = {"gradient": gradient}
     fns.update({style: (lambda op=op: op @ v) for style, op in ops.items()})
-    fns["reuse, block of 10"] = lambda: ops["reuse"].matmat(V)
-    per_vector = {"reuse, block of 10": 10}
+    fns["reuse, block of 10, batched"] = lambda: ops["reuse"].matmat(V)
+    fns["reuse, block of 10, loop"] = lambda: looped.matmat(V)
+    per_vector = {"reuse, block of 10, batched": 10, "reuse, block of 10, loop": 10}
     for fn in fns.values():  # warm up: graphs built, batching decided
         fn()
     cpu: dict[str, list[float]] = {k: [] for k in fns}
@@ -109,8 +113,8 @@ def measure(name: str, spec: tuple, rounds: int) -> list[dict[str, object]]:
                 "gradient CPU ms": 1e3 * statistics.median(cpu["gradient"]),
             }
         )
-    block = ops["reuse"].info
-    rows[-1]["product (per vector)"] += f" ({block['block_products']})"
+    assert ops["reuse"].info["block_products"] == "batched"
+    assert looped.info["block_products"] == "loop"
     return rows
 
 
@@ -118,17 +122,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["test", "small"])
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hf.md")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     rows = []
     for key in args.sizes:
         name, spec = SIZES[key]
         rows += measure(name, spec, args.rounds)
-        print(table(rows[-4:]), flush=True)
+        print(table(rows[-5:]), flush=True)
     load = os.getloadavg()
     threads = os.environ.get("OMP_NUM_THREADS", "?")
     command = f"OMP_NUM_THREADS={threads} .venv/bin/python benchmarks/hf.py --rounds {args.rounds}"
-    command += f" --sizes {' '.join(args.sizes)}"
+    command += f" --sizes {' '.join(args.sizes)} --threads {args.threads}"
     text = f"""# Tiny Hugging Face GPT-2: Hessian-vector product against the gradient
 
 Command: `{command}`
@@ -136,7 +142,7 @@ Command: `{command}`
 float32, `loss_fn=None`: the model's own `.loss`). Load average at the end of the run:
 {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on 2 cores shared with other
 developers: wall times are inflated and noisy. The figures to read are the ratios of CPU time
-(this process's, both threads): each product against the gradient timed in the same round,
+(this process's): each product against the gradient timed in the same round,
 interleaved, median over {args.rounds} rounds (quartiles beside it).
 
 The gradient is one training step's forward + backward (`model(**batch).loss.backward()`).

@@ -238,6 +238,8 @@ def test_structure_errors_say_what_was_expected_and_the_fix():
         HessianOperator(model, loss, {"input": x})
     with pytest.raises(InvalidArgumentError, match="LossClosure"):
         HessianOperator(model, 3, (x, y))
+    with pytest.raises(InvalidArgumentError, match=r"Tensor \(a tensor alone has no target"):
+        HessianOperator(model, loss, x)
 
 
 def test_param_filter_selects_a_block_by_name():

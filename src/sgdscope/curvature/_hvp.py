@@ -45,6 +45,7 @@ from .._state import set_bn_mode
 logger = logging.getLogger("sgdscope.curvature")
 
 HVP_STYLES = ("auto", "reuse", "double_backward", "forward_over_reverse")
+BLOCK_PRODUCTS = ("auto", "batched", "loop")
 
 #: ``(batch, weight)``: a batch (already on the device) and its weight in the loss over the data.
 Batch = tuple[Any, float]
@@ -434,14 +435,23 @@ def make_engine(
     buffers: dict[str, torch.Tensor | None],
     bn_mode: str,
     memory_budget: int,
+    block_products: str = "auto",
 ) -> _Engine:
     fn = _LossOfBatch(module, names, values, buffers, bn_mode)
     leaves = [values[n] for n in names]
+    engine: _Engine
     if style in ("auto", "reuse"):
-        return _ReusedGraph(fn, batches, leaves, memory_budget)
-    if style == "double_backward":
-        return _DoubleBackward(fn, batches, leaves)
-    return _ForwardOverReverse(fn, batches, leaves)
+        engine = _ReusedGraph(fn, batches, leaves, memory_budget)
+    elif style == "double_backward":
+        engine = _DoubleBackward(fn, batches, leaves)
+    else:
+        engine = _ForwardOverReverse(fn, batches, leaves)
+    if block_products == "loop":
+        engine.block_mode = "loop"
+        engine.block_reason = "loop: requested (block_products='loop'); one backward per vector"
+    elif block_products == "batched":
+        engine.block_reason = "batched requested (block_products='batched'): not computed yet"
+    return engine
 
 
 def eval_loss(

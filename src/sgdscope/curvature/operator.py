@@ -32,7 +32,7 @@ from .._batching import (
 )
 from .._state import BN_MODES, has_batchnorm
 from ..errors import InvalidArgumentError, NonFiniteError
-from ._hvp import HVP_STYLES, Batch, eval_loss, make_engine
+from ._hvp import BLOCK_PRODUCTS, HVP_STYLES, Batch, eval_loss, make_engine
 
 __all__ = ["HessianOperator", "LinearOperator", "as_operator"]
 
@@ -392,6 +392,11 @@ class HessianOperator(LinearOperator):
             torch.func cannot trace the model).
         memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
             memory of the device); 0 disables reuse. It changes speed only, never the numbers.
+        block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
+            batched backward whenever every operation of the model has a batching rule, else a
+            loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
+            and faster on CPU for some models, e.g. 1.2-1.3x on small GPT-2s; see
+            ``benchmarks/results/hf.md``). Never chosen by a timing; ``info`` records it.
         reduction: ``"mean"`` or ``"sum"``: declares how ``loss_fn`` reduces a batch when it
             cannot be read from ``loss_fn.reduction`` (a plain function). None: read it, or tell
             it by a check on one batch (see :mod:`sgdscope._batching`).
@@ -428,6 +433,7 @@ class HessianOperator(LinearOperator):
         memory_budget: int | None = None,
         reduction: str | None = None,
         batch_size_fn: Callable[[Any], int] | None = None,
+        block_products: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(
@@ -446,6 +452,11 @@ class HessianOperator(LinearOperator):
         if hvp not in HVP_STYLES:
             raise InvalidArgumentError(
                 f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}"
+            )
+        if block_products not in BLOCK_PRODUCTS:
+            raise InvalidArgumentError(
+                f"block_products: expected one of {', '.join(BLOCK_PRODUCTS)}, received "
+                f"{block_products!r}"
             )
         if batch_size is not None and int(batch_size) < 1:
             raise InvalidArgumentError(
@@ -529,6 +540,7 @@ class HessianOperator(LinearOperator):
             buffers=buffers,
             bn_mode=bn_mode,
             memory_budget=self.memory_budget,
+            block_products=block_products,
         )
 
     # ---------------------------------------------------------------------------------------

@@ -395,7 +395,7 @@ class HessianOperator(LinearOperator):
         block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
             batched backward whenever every operation of the model has a batching rule, else a
             loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
-            and faster on CPU for some models, e.g. 1.2-1.3x on small GPT-2s; see
+            and faster on CPU for some models, 1.3-1.45x on small GPT-2s; see
             ``benchmarks/results/hf.md``). Never chosen by a timing; ``info`` records it.
         reduction: ``"mean"`` or ``"sum"``: declares how ``loss_fn`` reduces a batch when it
             cannot be read from ``loss_fn.reduction`` (a plain function). None: read it, or tell

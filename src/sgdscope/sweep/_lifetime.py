@@ -62,16 +62,41 @@ def signals_interrupt() -> Iterator[None]:
         yield
         return
 
-    def _raise(signum: int, frame: Any) -> None:
-        raise SweepInterrupted(signum)
-
-    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-    old = {s: signal.signal(s, _raise) for s in wanted}
+    global _active, _received
+    old = {s: signal.signal(s, _raise) for s in _SIGNALS}
+    _active, _received = True, None
     try:
         yield
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        # Some libraries turn the exception our handler raised into a bare KeyboardInterrupt
+        # (Ray's wait does); the signal that caused it is remembered.
+        raise SweepInterrupted(_received or signal.SIGINT) from e
     finally:
+        _active = False
         for s, h in old.items():
-            signal.signal(s, h)
+            # None: a handler installed outside Python (e.g. by Ray), which cannot be put back.
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_active = False
+_received: int | None = None
+
+
+def _raise(signum: int, frame: Any) -> None:
+    global _received
+    _received = signum
+    raise SweepInterrupted(signum)
+
+
+def reassert_handlers() -> None:
+    """Put the sweep's handlers back after a library replaced them (``ray.init`` installs its
+    own SIGTERM handler, which aborts the process before the workers are stopped)."""
+    if _active and threading.current_thread() is threading.main_thread():
+        for s in _SIGNALS:
+            signal.signal(s, _raise)
 
 
 def terminate(processes: Iterable[Any], grace_s: float = 10.0) -> None:

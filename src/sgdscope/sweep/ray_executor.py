@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, SgdscopeError
+from ._lifetime import reassert_handlers
 from .executors import Outcome
 from .point import RunTask, check_storage, execute_point, set_threads
 
@@ -143,6 +144,7 @@ class RayExecutor:
             return
         ray = _import_ray()
         started = self._connect(ray)
+        reassert_handlers()
         refs: dict[Any, int] = {}
         clean = False
         try:

@@ -61,6 +61,8 @@ def running_pid(sweep_dir: Path, name: str, min_step: int, min_ckpt: int) -> int
     run_dir = sweep_dir / "runs" / name
     if not recs or last_step(run_dir) < min_step or checkpoint_step(run_dir) < min_ckpt:
         return None
+    # A kill after the run's end would test nothing: say so rather than pass or fail obscurely.
+    assert load_run(run_dir).status == "running", "the run ended before it could be killed"
     return int(recs[-1]["pid"])
 
 

@@ -35,7 +35,7 @@ def test_four_points_bit_identical_to_local(tmp_path, ray_instance):
 
 @pytest.mark.slow
 def test_killed_worker_is_retried_and_resumes(tmp_path, ray_instance):
-    cfg = long_config()
+    cfg = long_config(steps=3000)
     ref = run_sweep(cfg, None, tmp_path / "ref", executor="serial")
     out = tmp_path / "ray"
     done = {}
@@ -46,7 +46,7 @@ def test_killed_worker_is_retried_and_resumes(tmp_path, ray_instance):
     )
     t.start()
     try:
-        pid = wait_for(lambda: running_pid(out, "run", 300, 100), "the run to pass step 300")
+        pid = wait_for(lambda: running_pid(out, "run", 200, 100), "the run to pass step 200")
         assert load_run(out / "runs" / "run").status == "running"
         kill(pid, signal.SIGKILL)
     finally:

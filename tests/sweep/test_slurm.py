@@ -34,7 +34,7 @@ def test_same_sweep_same_results_as_local(tmp_path):
 
 @pytest.mark.slow
 def test_preempted_job_is_requeued_and_resumes(tmp_path):
-    cfg = long_config()
+    cfg = long_config(steps=3000)
     ref = run_sweep(cfg, None, tmp_path / "ref", executor="serial")
     out = tmp_path / "slurm"
     done = {}
@@ -44,7 +44,7 @@ def test_preempted_job_is_requeued_and_resumes(tmp_path):
     )
     t.start()
     try:
-        pid = wait_for(lambda: running_pid(out, "run", 300, 100), "the run to pass step 300")
+        pid = wait_for(lambda: running_pid(out, "run", 200, 100), "the run to pass step 200")
         # What Slurm sends before the time limit or on preemption (--signal=USR2@90); submitit's
         # handler checkpoints the job and requeues it.
         kill(pid, signal.SIGUSR2)
@@ -52,9 +52,9 @@ def test_preempted_job_is_requeued_and_resumes(tmp_path):
         t.join(300)
     assert done["path"] == out
     recs = read_attempts(out, "run")
-    assert [r["attempt"] for r in recs] == [1, 2]
-    assert recs[1]["from_step"] >= 100
     logs = "".join(p.read_text() for p in (out / "logs" / "slurm").glob("*/*_log.*"))
+    assert [r["attempt"] for r in recs] == [1, 2], logs
+    assert recs[1]["from_step"] >= 100
     assert "Caught signal SIGUSR2" in logs
     assert "Requeued job" in logs
     assert_same_runs(ref, out)

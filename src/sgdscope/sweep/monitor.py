@@ -123,8 +123,10 @@ class SweepMonitor:
         from rich.table import Table
 
         t = Table(title=f"sweep: {self.counts_text()}", title_justify="left")
-        for col in ("run", "state", "attempt", "host", "time", "note"):
+        for col in ("run", "state", "attempt", "host", "time"):
             t.add_column(col, overflow="fold")
+        # One line per run: the full error is in the run's store and in summary.csv.
+        t.add_column("note", no_wrap=True, overflow="ellipsis", max_width=60)
         now = time.time()
         with self._lock:
             for r in self.rows.values():

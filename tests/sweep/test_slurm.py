@@ -85,10 +85,10 @@ echo "Submitted batch job $((4242 + n))"
 echo "JobID|State|NodeList"
 for id in 4242 4242_0 4242_1 4242_2; do echo "$id|$(cat {state})|node1"; done
 """,
-        # The queue: every array element while the state is RUNNING, none after.
+        # The queue: the job ids listed in ``queue`` (none until a test writes some).
         "squeue": f"""#!/bin/sh
 echo "$@" > {tmp_path}/squeue-args
-[ "$(cat {state})" = RUNNING ] && printf "4242_0\\n4242_1\\n4242_2\\n"
+cat {tmp_path}/queue 2>/dev/null
 exit 0
 """,
         "scancel": f'#!/bin/sh\necho "$@" >> {tmp_path}/cancelled\n',
@@ -166,13 +166,15 @@ def test_one_job_per_run_without_array(tmp_path, fake_slurm):
 
 
 def test_rerun_reattaches_to_queued_jobs_instead_of_resubmitting(tmp_path, fake_slurm):
-    captured, state = fake_slurm
+    captured, _ = fake_slurm
     tasks = _tasks(tmp_path, 2)
     workdir = tmp_path / "sw" / "logs"
     ex = SlurmExecutor(poll_s=0.05)
     jobs = ex.submit(tasks, workdir)  # a first driver, then killed
     assert len(list(captured.iterdir())) == 1
-    # A second driver of the same sweep finds the jobs still running and waits for them.
+    # A second driver of the same sweep finds the jobs still in the queue and waits for them.
+    queue = tmp_path / "queue"
+    queue.write_text("4242_0\n4242_1\n4242_7\n")  # 4242_7: another sweep's job
     attached = ex._still_queued(workdir, tasks)
     assert sorted(attached) == ["lr=0", "lr=1"]
     args = (tmp_path / "squeue-args").read_text().split()
@@ -180,11 +182,11 @@ def test_rerun_reattaches_to_queued_jobs_instead_of_resubmitting(tmp_path, fake_
     for job, t in zip(jobs, tasks, strict=True):  # the jobs end with their results
         with submitit.core.utils.temporary_save_path(job.paths.result_pickle) as tmp:
             submitit.core.utils.cloudpickle_dump(("success", {"name": t.name, "ok": 1}), tmp)
-    state.write_text("COMPLETED")
     outcomes = list(ex.run(tasks, workdir))
     assert sorted(o.result["name"] for o in outcomes) == ["lr=0", "lr=1"]
     assert len(list(captured.iterdir())) == 1  # nothing resubmitted
-    # Jobs that ended are not re-attached: the next driver submits anew.
+    # Jobs no longer queued are not re-attached: the next driver submits anew.
+    queue.write_text("")
     assert ex._still_queued(workdir, tasks) == {}
 
 

@@ -4,6 +4,8 @@ from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
 from ._lifetime import SweepInterrupted
 from .executors import EXECUTORS, Executor, LocalExecutor, Outcome, SerialExecutor, make_executor
 from .point import RunTask, execute_point
+from .ray_executor import RayExecutor  # ray itself is imported only when a sweep starts
+from .slurm_executor import SlurmExecutor  # likewise submitit
 from .sweep import Sweep, is_sweep_dir, load_sweep, run_sweep
 
 __all__ = [
@@ -11,8 +13,10 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "Outcome",
+    "RayExecutor",
     "RunTask",
     "SerialExecutor",
+    "SlurmExecutor",
     "Sweep",
     "SweepInterrupted",
     "execute_point",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sgdscope.store import load_run
+from sgdscope.sweep import run_sweep
 from sgdscope.sweep.point import read_attempts
 from sgdscope.train.checkpoint import load_checkpoint
 
@@ -99,3 +101,11 @@ def assert_same_runs(a: Path, b: Path) -> None:
 
 def kill(pid: int, sig: int) -> None:
     os.kill(pid, sig)
+
+
+def sweep_in_thread(*args: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``run_sweep(*args, **kwargs)`` in a thread; its return value lands in the dict."""
+    box: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: box.setdefault("path", run_sweep(*args, **kwargs)))
+    t.start()
+    return t, box

@@ -1,7 +1,6 @@
 """The Ray executor on a local Ray instance (2 CPUs, no dashboard) started by these tests."""
 
 import signal
-import threading
 
 import pytest
 
@@ -10,7 +9,15 @@ from sgdscope.sweep import load_sweep, run_sweep
 from sgdscope.sweep.point import read_attempts
 
 from ..helpers import tiny_config
-from .sweep_cases import GRID4, assert_same_runs, kill, long_config, running_pid, wait_for
+from .sweep_cases import (
+    GRID4,
+    assert_same_runs,
+    kill,
+    long_config,
+    running_pid,
+    sweep_in_thread,
+    wait_for,
+)
 
 ray = pytest.importorskip("ray")
 from sgdscope.sweep.ray_executor import RayExecutor  # noqa: E402
@@ -38,13 +45,7 @@ def test_killed_worker_is_retried_and_resumes(tmp_path, ray_instance):
     cfg = long_config(steps=3000)
     ref = run_sweep(cfg, None, tmp_path / "ref", executor="serial")
     out = tmp_path / "ray"
-    done = {}
-    t = threading.Thread(
-        target=lambda: done.setdefault(
-            "path", run_sweep(cfg, None, out, executor=RayExecutor(max_retries=2))
-        )
-    )
-    t.start()
+    t, done = sweep_in_thread(cfg, None, out, executor=RayExecutor(max_retries=2))
     try:
         pid = wait_for(lambda: running_pid(out, "run", 200, 100), "the run to pass step 200")
         assert load_run(out / "runs" / "run").status == "running"

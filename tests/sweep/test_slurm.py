@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import stat
-import threading
 
 import pytest
 
@@ -14,7 +13,15 @@ from sgdscope.sweep import run_sweep
 from sgdscope.sweep.point import RunTask, read_attempts
 
 from ..helpers import tiny_config
-from .sweep_cases import GRID4, assert_same_runs, kill, long_config, running_pid, wait_for
+from .sweep_cases import (
+    GRID4,
+    assert_same_runs,
+    kill,
+    long_config,
+    running_pid,
+    sweep_in_thread,
+    wait_for,
+)
 
 submitit = pytest.importorskip("submitit")
 from sgdscope.sweep.slurm_executor import SlurmExecutor, parse_time  # noqa: E402
@@ -37,12 +44,7 @@ def test_preempted_job_is_requeued_and_resumes(tmp_path):
     cfg = long_config(steps=3000)
     ref = run_sweep(cfg, None, tmp_path / "ref", executor="serial")
     out = tmp_path / "slurm"
-    done = {}
-    ex = SlurmExecutor(cluster="local")
-    t = threading.Thread(
-        target=lambda: done.setdefault("path", run_sweep(cfg, None, out, executor=ex))
-    )
-    t.start()
+    t, done = sweep_in_thread(cfg, None, out, executor=SlurmExecutor(cluster="local"))
     try:
         pid = wait_for(lambda: running_pid(out, "run", 200, 100), "the run to pass step 200")
         # What Slurm sends before the time limit or on preemption (--signal=USR2@90); submitit's
@@ -57,6 +59,24 @@ def test_preempted_job_is_requeued_and_resumes(tmp_path):
     assert recs[1]["from_step"] >= 100
     assert "Caught signal SIGUSR2" in logs
     assert "Requeued job" in logs
+    assert_same_runs(ref, out)
+
+
+@pytest.mark.slow
+def test_killed_job_is_submitted_again_and_resumes(tmp_path):
+    cfg = long_config(steps=3000)
+    ref = run_sweep(cfg, None, tmp_path / "ref", executor="serial")
+    out = tmp_path / "slurm"
+    t, done = sweep_in_thread(cfg, None, out, executor=SlurmExecutor(cluster="local"))
+    try:
+        pid = wait_for(lambda: running_pid(out, "run", 200, 100), "the run to pass step 200")
+        kill(pid, signal.SIGKILL)  # as the OOM killer or a dying node would
+    finally:
+        t.join(300)
+    assert done["path"] == out
+    recs = read_attempts(out, "run")
+    assert [r["attempt"] for r in recs] == [1, 2]
+    assert recs[1]["from_step"] >= 100
     assert_same_runs(ref, out)
 
 

@@ -92,7 +92,8 @@ def sweep(
     max_retries: Annotated[
         int | None,
         typer.Option(
-            help="ray: restarts of a run whose worker was lost; slurm: requeues after time limits",
+            help="ray, slurm: restarts of a run whose worker or job was lost (slurm: also "
+            "requeues after time limits); default 3",
             rich_help_panel=_EX,
         ),
     ] = None,

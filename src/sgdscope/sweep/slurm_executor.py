@@ -113,8 +113,10 @@ class SlurmExecutor:
         mem_gb: memory per job in GB (``--mem``); None: the partition's default.
         array: submit one job array (True) or one job per run.
         workers: at most this many runs at once (the array's ``%`` limit).
-        max_retries: how many time limits a run may hit (each followed by a requeue) before it
-            is given up. Preemptions do not count.
+        max_retries: how many time limits a run may hit (each followed by a requeue), and how
+            often a job that died without a result (killed, out of memory, node failure) is
+            submitted again, before the run is given up. Preemptions do not count. Either way
+            the run resumes from its last checkpoint.
         sbatch: more ``#SBATCH`` options, e.g. ``{"account": "proj", "qos": "high",
             "constraint": "a100"}``.
         setup: shell lines run in the job before Python (``module load ...``, ``source
@@ -285,6 +287,7 @@ class SlurmExecutor:
             if self.workers and (self.cluster == "local" or not self.array)
             else len(tasks)
         )
+        died: dict[int, int] = {}
         clean = False
         try:
             while fresh or waiting:
@@ -299,13 +302,22 @@ class SlurmExecutor:
                 for job in done:
                     i = waiting.pop(job)
                     try:
-                        yield Outcome(i, job.result())
+                        result = job.result()
                     except Exception as e:
-                        yield Outcome(
-                            i,
-                            error=f"Slurm job {job.job_id} ended without a result "
-                            f"({_first_line(e)}); its log: {job.paths.stderr}",
+                        # execute_point never raises: no result means the job itself died
+                        # (killed, out of memory, node failure). Submit it again; it resumes.
+                        if died.get(i, 0) < self.max_retries:
+                            died[i] = died.get(i, 0) + 1
+                            (again,) = self.submit([tasks[i]], workdir)
+                            waiting[again] = i
+                            continue
+                        result = None
+                        error = (
+                            f"its Slurm job died {died.get(i, 0) + 1} times; the last, "
+                            f"{job.job_id}, ended without a result ({_first_line(e)}); its log: "
+                            f"{job.paths.stderr}"
                         )
+                    yield Outcome(i, result) if result is not None else Outcome(i, error=error)
                 if not done:
                     time.sleep(self.poll_s)
             clean = True

@@ -30,6 +30,8 @@ Overrides = Annotated[
 ]
 
 
+_EX = "Where the runs execute"
+
 Variant = Annotated[
     str, typer.Option("--variant", "-v", help="recipe variant: small (embedded data) or paper")
 ]
@@ -57,40 +59,157 @@ def sweep(
     recipe: Annotated[str, typer.Argument(help="recipe name or recipe YAML with a grid")],
     overrides: Overrides = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="sweep directory")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", help="runs at once (local: processes; default 1)"),
+    ] = None,
     variant: Variant = "small",
-    executor: Annotated[str, typer.Option(help="local (process pool) or serial")] = "local",
     seeds: Annotated[
         str | None,
         typer.Option(help="seeds crossed with the grid, e.g. 0,1,2 or 0-4 (default: the recipe's)"),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            "-e",
+            help="local (process pool), serial, ray or slurm",
+            rich_help_panel=_EX,
+        ),
+    ] = "local",
+    device: Annotated[
+        str | None, typer.Option(help="device of every run: auto, cpu, cuda, cuda:N")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: cluster to join (auto, ray://host:10001); default: a local Ray instance",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="ray, slurm: CPUs per run (ray: fractions allowed)", rich_help_panel=_EX),
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="ray, slurm: GPUs per run (ray: fractions allowed)", rich_help_panel=_EX),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            help="ray, slurm: restarts of a run whose worker or job was lost (slurm: also "
+            "requeues after time limits); default 3",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(help="slurm: partition", rich_help_panel=_EX)
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            help="slurm: time limit per job, minutes or [D-]HH:MM:SS (runs past it are "
+            "requeued and resume)",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    mem_gb: Annotated[
+        float | None, typer.Option(help="slurm: memory per job in GB", rich_help_panel=_EX)
+    ] = None,
+    array: Annotated[
+        bool | None,
+        typer.Option(
+            "--array/--no-array",
+            help="slurm: one job array (default) or one job per run",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="slurm: extra #SBATCH option KEY=VALUE (repeatable), e.g. account=proj",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    setup: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="slurm: shell line run before Python in each job (repeatable)",
+            rich_help_panel=_EX,
+        ),
     ] = None,
 ) -> None:
     """Run every point of a recipe's grid (skips finished runs; failures do not stop others).
 
     Example: sgdscope sweep a-peak-vs-lr --workers 2 --seeds 0,1,2 --out runs/peak-lr
+    Example: sgdscope sweep a-peak-vs-lr --variant paper --executor ray --address auto
+    --gpus-per-run 0.5 --device cuda --out /shared/runs/peak-lr
     """
     from ..config.grid import parse_seeds
     from ..recipes import resolve_seeds, resolve_source
-    from ..sweep import load_sweep, run_sweep
+    from ..sweep import SweepInterrupted, load_sweep, make_executor, run_sweep
 
+    options = {
+        "workers": workers,
+        "address": address,
+        "cpus_per_run": cpus_per_run,
+        "gpus_per_run": gpus_per_run,
+        "max_retries": max_retries,
+        "partition": partition,
+        "time": time,
+        "mem_gb": mem_gb,
+        "array": array,
+        "sbatch": _key_values(sbatch, "--sbatch") if sbatch else None,
+        "setup": setup or None,
+    }
+    ex = make_executor(executor, **options)
     source, grid, base_overrides = resolve_source(recipe, variant)
     seed_list = parse_seeds(seeds) if seeds is not None else resolve_seeds(recipe, variant)
     if isinstance(source, Path):
         source = yaml.safe_load(source.read_text())
     name = source.get("name", Path(recipe).stem)
     out = out or Path("runs") / f"{name}-{variant}"
-    path = run_sweep(
-        source,
-        grid,
-        out,
-        overrides=base_overrides + list(overrides or []),
-        workers=workers,
-        executor=executor,
-        seeds=seed_list,
-    )
+    extra = [f"device={device}"] if device else []
+    try:
+        path = run_sweep(
+            source,
+            grid,
+            out,
+            overrides=base_overrides + list(overrides or []) + extra,
+            executor=ex,
+            progress=True,
+            seeds=seed_list,
+        )
+    except SweepInterrupted as e:
+        print(
+            f"sweep interrupted ({signal_name(e.signum)}): its runs were stopped; run the same "
+            f"command again to resume them (finished runs are kept) [{out}]",
+            file=sys.stderr,
+        )
+        # SystemExit, not typer.Exit: the exit status must reach the shell.
+        raise SystemExit(128 + e.signum) from None
     s = load_sweep(path)
     console.print(f"sweep: {path}")
     console.print(frame_text(s.summary, SUMMARY_COLUMNS))
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    from ..errors import InvalidArgumentError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"{flag}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
 
 
 @app.command()

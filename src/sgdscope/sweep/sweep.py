@@ -1,16 +1,15 @@
 """Run a grid of configs into one sweep directory and summarise it as a pandas frame.
 
 A sweep directory holds ``sweep.yaml`` (base config, grid, overrides), ``runs/<point-name>/``
-(ordinary run directories) and ``summary.csv`` (one row per run). Re-running a sweep skips runs
-already finished, resumes runs that were killed, and records a failed run without stopping the
-others.
+(ordinary run directories), ``summary.csv`` (one row per run), and the executors' bookkeeping
+(``.sgdscope/``, ``logs/``). Re-running a sweep skips runs already finished, resumes runs that were
+killed, and records a failed run without stopping the others. Where the runs execute (local
+processes, Ray, Slurm) is the executor's business (:mod:`sgdscope.sweep.executors`).
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,12 @@ import yaml
 
 from ..config import load_config
 from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
-from ..errors import DivergedError, SgdscopeError
-from ..store import SUMMARY_FIELDS, Run, is_run_dir, load_run, summarize_run
-from .executors import EXECUTORS
+from ..errors import SgdscopeError
+from ..store import METRICS_FILE, SUMMARY_FIELDS, Run, is_run_dir, load_run, summarize_run
+from ._lifetime import signals_interrupt
+from .executors import Executor, make_executor
+from .monitor import SweepMonitor
+from .point import RunTask, lost_result, new_session
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
@@ -31,49 +33,15 @@ def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / SWEEP_FILE).exists()
 
 
-@dataclass
-class _Task:
-    base: dict[str, Any]
-    overrides: list[str]
-    run_dir: str
-
-
-def _execute(task: _Task) -> dict[str, Any]:
-    """Run (or resume, or skip) one grid point; never raises: failures become rows."""
-    from ..train import resume_run, run
-
-    out = Path(task.run_dir)
-    try:
-        if is_run_dir(out):
-            status = load_run(out).status
-            if status == "finished":
-                return {"run_dir": str(out), "status": "finished", "skipped": True}
-            if status == "diverged":
-                return {"run_dir": str(out), "status": "diverged", "skipped": True}
-            resume_run(out)
-        else:
-            run(task.base, task.overrides, out=out)
-        return {"run_dir": str(out), "status": "finished", "skipped": False}
-    except DivergedError as e:
-        return {"run_dir": str(out), "status": "diverged", "skipped": False, "error": str(e)}
-    except Exception as e:
-        return {
-            "run_dir": str(out),
-            "status": "failed",
-            "skipped": False,
-            "error": f"{type(e).__name__}: {e}",
-            "traceback": traceback.format_exc(),
-        }
-
-
 def run_sweep(
     config: dict[str, Any],
     grid: dict[str, list[Any]] | list[dict[str, Any]] | None,
     out: str | Path,
     *,
     overrides: list[str] | None = None,
-    workers: int = 1,
-    executor: str = "local",
+    workers: int | None = None,
+    executor: str | Executor = "local",
+    progress: bool = False,
     seeds: Sequence[int] | None = None,
 ) -> Path:
     """Run every point of ``grid`` on top of ``config`` (+ ``overrides``) into ``out``.
@@ -82,15 +50,23 @@ def run_sweep(
         config: the base run config (a dict, as in a YAML file).
         grid: ``{"optim.lr": [0.01, 0.1], "seed": [0, 1]}`` — one run per combination — or a
             list of explicit points ``[{"optim.name": "sgd"}, {"optim.name": "nsgd", ...}]``.
-        out: the sweep directory (created; reused to skip finished runs).
+        out: the sweep directory (created; reused to skip finished runs and resume the others).
+            With a cluster executor it must be on storage every node sees.
         overrides: ``key=value`` strings applied to every run before the grid point's values.
-        workers: parallel worker processes (each with one torch thread).
-        executor: ``local`` (process pool) or ``serial``, or a registered cluster executor.
+        workers: parallel runs (``local``: worker processes, one torch thread each; default 1).
+        executor: ``local`` (process pool), ``serial``, ``ray`` or ``slurm`` with their
+            defaults, or a configured executor object, e.g.
+            ``RayExecutor(address="auto", gpus_per_run=0.5)``.
+        progress: show the live sweep table (done / running / failed / retried) on stderr.
         seeds: seeds crossed with every grid point (``[0, 1, 2]``: three runs per point, named
             ``..._seed=N``); None runs each point once at the config's ``seed``.
 
     Returns:
         The sweep directory; read it with :func:`load_sweep`.
+
+    Raises:
+        SweepInterrupted: the sweep got SIGINT / SIGTERM / SIGHUP; its workers were stopped
+            first. Running the same sweep again resumes it.
     """
     out = Path(out)
     overrides = list(overrides or [])
@@ -98,6 +74,7 @@ def run_sweep(
     # Validate every point before any work starts.
     for p in points:
         load_config(config, overrides + point_overrides(p))
+    ex = make_executor(executor, workers=workers) if isinstance(executor, str) else executor
     out.mkdir(parents=True, exist_ok=True)
     spec: dict[str, Any] = {"config": config, "grid": grid or {}, "overrides": overrides}
     if seeds is not None:  # absent when unused, so sweeps written before seeds still match
@@ -112,18 +89,45 @@ def run_sweep(
             )
     else:
         sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    # Absolute paths: a Ray task or a Slurm job does not start in the driver's directory.
+    root = out.resolve()
+    session = new_session(root)
     tasks = [
-        _Task(config, overrides + point_overrides(p), str(out / "runs" / point_name(p)))
+        RunTask(
+            name=point_name(p),
+            base=config,
+            overrides=overrides + point_overrides(p),
+            run_dir=str(root / "runs" / point_name(p)),
+            sweep_dir=str(root),
+            session=session,
+        )
         for p in points
     ]
-    ex = EXECUTORS.get(executor)(workers)
+    monitor = SweepMonitor([t.name for t in tasks], str(root), session, live=progress)
+    with signals_interrupt(), monitor:
+        for o in ex.run(tasks, root / "logs"):
+            task = tasks[o.index]
+            result = o.result if o.result is not None else _record_lost(task, o.error or "")
+            monitor.finished(task.name, result)
     # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
-    # the summary reads; the executor is only drained here.
-    for _ in ex.map_unordered(_execute, tasks):
-        pass
+    # the summary reads.
     summary = load_sweep(out).summary
     summary.to_csv(out / SUMMARY_FILE, index=False)
     return out
+
+
+def _record_lost(task: RunTask, error: str) -> dict[str, Any]:
+    """A run whose worker never came back: mark its store failed (it still says running)."""
+    from ..store import MetricsStore
+
+    path = Path(task.run_dir) / METRICS_FILE
+    if is_run_dir(task.run_dir) and load_run(task.run_dir).status in ("created", "running"):
+        store = MetricsStore(path)
+        try:
+            store.set_status("failed", error=error)
+        finally:
+            store.close()
+    return lost_result(task, error)
 
 
 class Sweep:

@@ -16,8 +16,10 @@ $(VENV)/.base: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+# ray and slurm (submitit): the sweep executors' tests run them (a local Ray instance, submitit's
+# local executor); neither replaces the pinned torch.
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install --quiet -e ".[dev,lightning,hf]"
+	$(PY) -m pip install --quiet -e ".[dev,tensorboard,hf,ray,slurm,lightning]"
 	touch $@
 
 install: $(VENV)/.base

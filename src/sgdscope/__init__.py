@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "RunConfig": ".config",
     "load_config": ".config",
     "load_run": ".store",
+    "export_run": ".store.export",
+    "export_runs": ".store.export",
     "resume_run": ".train",
     "load_sweep": ".sweep",
     "run_sweep": ".sweep",
@@ -40,15 +42,15 @@ _EXPORTS: dict[str, str] = {
     "lanczos": ".curvature",
     "power_iteration": ".curvature",
     "spectral_density": ".curvature",
+    # the eigenbasis (top-k Hessian eigenvectors along training)
+    "EigenBasis": ".eigenbasis",
+    "RandomBasis": ".eigenbasis",
     # landscape
     "InterpolationResult": ".landscape",
     "ValleyStats": ".landscape",
     "interpolate": ".landscape",
     "loss_at": ".landscape",
     "valley_stats": ".landscape",
-    # eigenbasis
-    "EigenBasis": ".eigenbasis",
-    "RandomBasis": ".eigenbasis",
     # optimizers
     "SGD": ".optim",
     "ChainedOptimizer": ".optim",
@@ -63,12 +65,12 @@ _EXPORTS: dict[str, str] = {
     "GradCosineProbe": ".probes",
     "GradNormProbe": ".probes",
     "LearningRateProbe": ".probes",
-    "ParamNormProbe": ".probes",
-    "ProbeSet": ".probes",
     "Measurement": ".probes",
     "NoiseCurvatureProbe": ".probes",
+    "ParamNormProbe": ".probes",
     "Probe": ".probes",
     "ProbeContext": ".probes",
+    "ProbeSet": ".probes",
     "SharpnessProbe": ".probes",
     "StepScaleProbe": ".probes",
     "WalkProbe": ".probes",
@@ -103,6 +105,7 @@ _SUBPACKAGES = (
     "curvature",
     "data",
     "landscape",
+    "losses",
     "models",
     "optim",
     "probes",
@@ -136,6 +139,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         curvature,
         data,
         landscape,
+        losses,
         models,
         optim,
         probes,
@@ -207,5 +211,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from .report import judge, write_report  # noqa: F401
     from .store import Run, load_run  # noqa: F401
+    from .store.export import export_run, export_runs  # noqa: F401
     from .sweep import load_sweep, run_sweep  # noqa: F401
     from .train import resume_run  # noqa: F401

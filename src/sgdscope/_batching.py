@@ -218,7 +218,7 @@ def raw_batches(data: Any, batch_size: int | None = None, closure: bool = False)
     if _has_batches(data):
         yield from data.batches(batch_size)
         return
-    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+    if isinstance(data, (str, bytes, torch.Tensor)) or not isinstance(data, Iterable):
         hint = (
             " (a tensor alone has no target: pass (x, y), or a LossClosure)"
             if isinstance(data, torch.Tensor)

@@ -58,12 +58,14 @@ def set_bn_mode(model: nn.Module, bn_mode: str) -> None:
 
     Every other module goes to eval mode: a loss or curvature measurement is of the deterministic
     network, so dropout is off, and so is any dropout a module applies through its own flag
-    (``nn.LSTM``'s between layers, attention dropout in Hugging Face models).
+    (``nn.LSTM``'s between layers, attention dropout in Hugging Face models). Recurrent layers
+    without dropout keep their flag: it changes nothing there, and cuDNN's RNN backward needs
+    train mode.
     """
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     for m in model.modules():
         if isinstance(m, _NORM_TYPES):
             m.train(bn_mode in ("train", "ghost"))
-        else:
+        elif not (isinstance(m, nn.RNNBase) and m.dropout == 0):
             m.training = False

@@ -299,7 +299,7 @@ class EigenBasis(_Basis):
 
     Keyword options are those of the config section ``eigenbasis:``
     (:class:`sgdscope.config.EigenBasisConfig`, listed by ``sgdscope config-reference``): ``k``,
-    ``every`` (steps, ``"epoch"`` or None), ``data`` (``"probe"``, ``"train"`` or ``"batch"``),
+    ``every`` (steps or ``"epoch"``), ``data`` (``"probe"``, ``"train"`` or ``"batch"``),
     ``bn_mode``, ``ghost_batch_size``, ``batch_size``, ``tol``, ``max_iter``, ``warm_start``,
     ``lambda_min``, ``hvp``, ``memory_budget``, ``seed``; plus ``steps_per_epoch`` to resolve
     ``every="epoch"`` outside the Trainer. Unknown options are refused with "did you mean".

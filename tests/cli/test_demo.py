@@ -1,6 +1,9 @@
-"""`sgdscope demo --quick`: both papers' sweeps run, reports are written, verdicts printed."""
+"""`sgdscope demo --quick`: the demo recipes run as sweeps, reports are written, the summary, the
+papers' tables and the verdicts are printed, and the output says it is a smoke test."""
 
 from sgdscope.cli import main
+from sgdscope.cli.demo_cmd import SMOKE_TEST
+from sgdscope.recipes import list_recipes
 
 
 def test_demo_quick_end_to_end(tmp_path, capsys):
@@ -10,11 +13,17 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert e.code in (0, None)
     out = capsys.readouterr().out
     (root,) = list(tmp_path.iterdir())
-    for part in ("paper-a", "paper-b"):
-        assert (root / part / "report.html").stat().st_size > 10_000
-        assert (root / part / "summary.csv").exists()
+    demos = [r.name for r in list_recipes(demo=True)]
+    assert demos == ["demo-a", "demo-b"]
+    for name in demos:
+        assert (root / name / "report.html").stat().st_size > 10_000
+        assert (root / name / "summary.csv").exists()
+        assert (root / name / "sweep.yaml").exists()
     assert "Paper A — sharpest directions" in out and "Paper B — a walk with SGD" in out
     assert "reproduced" in out  # verdict lines
-    assert "height (nats)" in out and "barriers" in out  # the walk table
-    assert "λ₁ peak (step)" in out and "align random" in out  # the sharpness table
-    assert out.count("finished") >= 8  # 2 + 6 runs, all finished
+    assert "height mean" in out and "barriers" in out  # the walk table
+    assert "λ₁ peak" in out and "align random" in out and "ΔL(α=2)" in out  # the sharpness table
+    assert "peak_lambda_1" in out and "mean_height" in out  # the summaries
+    assert out.count("finished") >= 3 + 6  # every run of both sweeps
+    # Said plainly, before the runs and under each part's verdicts.
+    assert out.count("smoke test") >= 3 and " ".join(SMOKE_TEST.split()) in " ".join(out.split())

@@ -10,6 +10,7 @@ layer are not even symmetric (a batching-rule bug) — so those references use
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -245,7 +246,7 @@ def loss_case(name: str, seed: int = 0):
     if y.is_floating_point():
         y = y.double()
     bounds = torch.tensor((0, *ROWS)).cumsum(0).tolist()
-    batches = [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    batches = [(x[a:b], y[a:b]) for a, b in itertools.pairwise(bounds)]
 
     def module_loss(reduction):
         return module(reduction=reduction)
@@ -279,3 +280,14 @@ def reference_hessian(model, batches, per_term, reduction, call=None):
 
     theta = torch.cat([dict(model.named_parameters())[n].detach().reshape(-1) for n in names])
     return torch.func.hessian(f)(theta.double()).detach()
+
+
+def _readme_block(marker: str) -> str:
+    """The README's python block containing ``marker`` (its examples run as tests)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if marker in b]
+    assert len(blocks) == 1, marker
+    return blocks[0]

@@ -15,6 +15,7 @@ from curvature_cases import (
     LOSS_CASES,
     DictNet,
     TwoInputNet,
+    _readme_block,
     loss_case,
     reference_hessian,
 )
@@ -127,9 +128,7 @@ def test_dict_inputs_and_dict_outputs(reduction):
     loader = DataLoader(data, batch_size=8)
     op_l = HessianOperator(model, loss, loader)
     assert op_l.num_batches == 3
-    H_l = reference_hessian(
-        model, [(b[0], b[1]) for b in loader], per_term, reduction, call=call
-    )
+    H_l = reference_hessian(model, [(b[0], b[1]) for b in loader], per_term, reduction, call=call)
     assert _rel(op_l.matmat(V), H_l @ V) < RTOL64
     # and a batch_size cuts a single dict batch into chunks
     assert HessianOperator(model, loss, single, batch_size=8).num_batches == 3
@@ -153,7 +152,9 @@ def test_closure_with_batch_size_fn():
     # declared on the closure itself, and the sum
     op2 = HessianOperator(
         model,
-        ss.LossClosure(lambda m, b: F.mse_loss(m(b["x"]), b["y"], reduction="sum"), reduction="sum"),
+        ss.LossClosure(
+            lambda m, b: F.mse_loss(m(b["x"]), b["y"], reduction="sum"), reduction="sum"
+        ),
         dict_batches,
     )
     H2 = reference_hessian(model, batches, per_term, "sum")
@@ -173,7 +174,7 @@ def test_class_weighted_mean_needs_batch_size_fn():
     model, batches, _, _, _ = loss_case("ce")
     w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     loss = nn.CrossEntropyLoss(weight=w)
-    with pytest.raises(InvalidArgumentError, match="class-weighted mean.*batch_size_fn"):
+    with pytest.raises(InvalidArgumentError, match=r"class-weighted mean.*batch_size_fn"):
         HessianOperator(model, loss, batches)
 
     def per_term(o, t):  # the weighted mean over the data: Σ w_y l / Σ w_y
@@ -223,16 +224,22 @@ def test_structure_errors_say_what_was_expected_and_the_fix():
     (x, y) = batches[0]
     with pytest.raises(InvalidArgumentError, match=r"a tuple .* is one batch.*list"):
         HessianOperator(model, loss, tuple(batches))  # a tuple of batches is one batch
-    with pytest.raises(InvalidArgumentError, match=r"received Tensor.*for one batch \[x, y\] pass the tuple"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"received Tensor.*for one batch \[x, y\] pass the tuple"
+    ):
         HessianOperator(model, loss, [x, y])  # a list is several batches: x alone has no target
-    with pytest.raises(InvalidArgumentError, match=r"expected \(inputs, target\).*\(\(x1, x2\), y\)"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"expected \(inputs, target\).*\(\(x1, x2\), y\)"
+    ):
         HessianOperator(model, loss, (x, x, y))
-    with pytest.raises(InvalidArgumentError, match="loss_fn=None.*dict"):
+    with pytest.raises(InvalidArgumentError, match=r"loss_fn=None.*dict"):
         HessianOperator(model, None, (x, y))
     with pytest.raises(InvalidArgumentError, match="without a 'labels' tensor"):
         HessianOperator(model, loss, {"input": x})
     with pytest.raises(InvalidArgumentError, match="LossClosure"):
         HessianOperator(model, 3, (x, y))
+    with pytest.raises(InvalidArgumentError, match=r"Tensor \(a tensor alone has no target"):
+        HessianOperator(model, loss, x)
 
 
 def test_param_filter_selects_a_block_by_name():
@@ -248,7 +255,84 @@ def test_param_filter_selects_a_block_by_name():
     top = lanczos(op, 2, tol=1e-10).eigenvalues
     ref = torch.linalg.eigvalsh(H[lo:, lo:]).flip(0)[:2]
     torch.testing.assert_close(top, ref, rtol=1e-8, atol=0)
-    with pytest.raises(InvalidArgumentError, match="matches no trainable parameter.*'\\*h.0"):
+    with pytest.raises(InvalidArgumentError, match=r"matches no trainable parameter.*'\*h\.0"):
         HessianOperator(model, module_loss("mean"), batches, param_filter="h.0.*")
     with pytest.raises(InvalidArgumentError, match="one of them"):
         HessianOperator(model, module_loss("mean"), batches, params=["0.weight"], param_filter="*")
+
+
+def test_embedding_padding_rows_are_frozen():
+    """torch gives an embedding's padding row no gradient although the forward uses it, so the
+    derivative of the gradient is not symmetric there: double backward and forward-over-reverse
+    disagree (by 7% here). The operator is H over the coordinates SGD moves: padding rows frozen."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Embedding(6, 3, padding_idx=0), nn.Tanh(), nn.Flatten(), nn.Linear(12, 3)
+    ).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randint(0, 6, (9, 4), generator=g), torch.randint(0, 3, (9,), generator=g)
+    x[0, 0] = 0  # the padding token is used
+
+    def per_term(o, t):
+        return F.cross_entropy(o, t, reduction="none"), t.numel()
+
+    H = reference_hessian(model, [(x, y)], per_term, "mean")
+    assert float((H - H.T).abs().max()) > 1e-3  # the unfrozen "Hessian" is not symmetric
+    H[:3], H[:, :3] = 0, 0  # padding row 0 of the 6 x 3 embedding: flat entries 0..2
+    V = _block(H.shape[0])
+    for style in ("reuse", "forward_over_reverse"):
+        op = HessianOperator(model, F.cross_entropy, (x, y), hvp=style)
+        assert _rel(op.matmat(V), H @ V) < RTOL64 and _rel(op @ V[:, 0], H @ V[:, 0]) < RTOL64
+    assert op.info["frozen_rows"] == ["0.weight[0]"]
+
+
+def test_readme_example_runs(capsys):
+    ns: dict = {}
+    torch.manual_seed(0)
+    exec(compile(_readme_block("class Net(torch.nn.Module)"), "README.md", "exec"), ns)
+    assert capsys.readouterr().out.split() == [
+        "mean",
+        "sum",
+        "checked",
+        "on",
+        "halves",
+        "of",
+        "a",
+        "batch",
+    ]
+    assert ns["top"].converged and 0.0 <= float(ns["acc"]) <= 1.0
+    # the closure over 4 equal batches and the tuple-batch operator are the same matrix
+    ref = HessianOperator(ns["model"], F.cross_entropy, ns["one"])
+    v = torch.randn(ref.shape[0], generator=torch.Generator().manual_seed(0))
+    assert _rel(ns["op"] @ v, ref @ v) < 1e3 * torch.finfo(torch.float32).eps
+
+
+def test_measurements_switch_off_every_train_mode_behaviour_but_batchnorm():
+    """Dropout applied through a module's own flag (an LSTM's between layers, attention dropout
+    in Hugging Face models) is off too: products are deterministic and equal eval mode's."""
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(3, 4, num_layers=2, dropout=0.5, batch_first=True)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    model = Seq().double().train()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(6, 5, 3, generator=g).double(), torch.randint(0, 2, (6,), generator=g)
+    V = _block(sum(p.numel() for p in model.parameters()))
+    op = HessianOperator(model, F.cross_entropy, (x, y), hvp="double_backward")
+    first = op.matmat(V)
+    assert torch.equal(first, op.matmat(V))
+    model.eval()
+    ref = HessianOperator(model, F.cross_entropy, (x, y), hvp="double_backward").matmat(V)
+    assert model.training is False and _rel(first, ref) < RTOL64
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    with torch.no_grad():
+        want = float(F.cross_entropy(model.eval()(x), y))
+    model.train()
+    assert float(ss.loss_at(model, F.cross_entropy, (x, y), theta)) == want

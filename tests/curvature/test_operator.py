@@ -216,6 +216,8 @@ def test_user_errors_are_config_errors():
         HessianOperator(model, loss_fn, data, bn_mode="ghost")
     with pytest.raises(InvalidArgumentError, match="hvp"):
         HessianOperator(model, loss_fn, data, hvp="magic")
+    with pytest.raises(InvalidArgumentError, match="block_products"):
+        HessianOperator(model, loss_fn, data, block_products="fast")
     with pytest.raises(InvalidArgumentError, match="not a parameter name"):
         HessianOperator(model, loss_fn, data, params=["nope"])
     with pytest.raises(InvalidArgumentError, match="empty"):
@@ -250,11 +252,14 @@ def test_block_products_match_the_dense_hessian_either_way(mode):
     # A block product is one is_grads_batched backward or a loop of single ones; both are right.
     model, loss_fn, data, bn_mode = make_case("cnn")
     H = dense_hessian(model, loss_fn, data, bn_mode)
-    op = HessianOperator(model, loss_fn, data, bn_mode=bn_mode, dtype=torch.float64)
-    op._engine.block_mode = mode  # forced (normally decided by the model's operations)
+    op = HessianOperator(
+        model, loss_fn, data, bn_mode=bn_mode, dtype=torch.float64, block_products=mode
+    )
     V = torch.randn(op.shape[0], 4, generator=torch.Generator().manual_seed(0), dtype=H.dtype)
     assert _rel(op.matmat(V), H @ V) < RTOL64
-    assert op._engine.block_mode == mode
+    assert op.info["block_products"] == mode
+    if mode == "loop":
+        assert "requested" in op.info["block_products_reason"]
 
 
 def test_products_never_depend_on_timing_or_free_memory(monkeypatch):

@@ -23,7 +23,7 @@ from sgdscope.landscape import interpolate, loss_at
 from sgdscope.probes import flat_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "curvature"))
-from curvature_cases import LOSS_CASES, DictNet, TwoInputNet, loss_case  # noqa: E402
+from curvature_cases import LOSS_CASES, DictNet, TwoInputNet, loss_case
 
 
 def _reference(model, batches, per_term, reduction, call=None):
@@ -37,8 +37,12 @@ def _reference(model, batches, per_term, reduction, call=None):
 def _thetas(model, k=3):
     g = torch.Generator().manual_seed(4)
     theta = flat_params(model)
-    return torch.stack([theta + 0.3 * i * torch.randn(theta.shape, generator=g, dtype=theta.dtype)
-                        for i in range(k)])
+    return torch.stack(
+        [
+            theta + 0.3 * i * torch.randn(theta.shape, generator=g, dtype=theta.dtype)
+            for i in range(k)
+        ]
+    )
 
 
 def _at(model, theta):
@@ -83,16 +87,28 @@ def test_dict_and_tuple_inputs_with_accuracy():
     # the case: a dict-output model with with_accuracy=True (a raw AttributeError before)
     for model, data in (
         (dict_model, ({"pixels": a, "extra": b}, y)),
-        (dict_model, [({"pixels": a[:11], "extra": b[:11]}, y[:11]),
-                      ({"pixels": a[11:], "extra": b[11:]}, y[11:])]),
+        (
+            dict_model,
+            [
+                ({"pixels": a[:11], "extra": b[:11]}, y[:11]),
+                ({"pixels": a[11:], "extra": b[11:]}, y[11:]),
+            ],
+        ),
         (tuple_model, ((a, b), y)),
         (tuple_model, [((a[:20], b[:20]), y[:20]), ((a[20:], b[20:]), y[20:])]),
     ):
         loss, acc = loss_at(model, F.cross_entropy, data, theta, with_accuracy=True)
         assert loss.item() == pytest.approx(want_loss, rel=1e-12)
         assert acc.item() == pytest.approx(want_acc, abs=1e-15)
-    curve = interpolate(dict_model, F.cross_entropy, ({"pixels": a, "extra": b}, y), theta,
-                        theta * 0.5, num_points=3, with_accuracy=True)
+    curve = interpolate(
+        dict_model,
+        F.cross_entropy,
+        ({"pixels": a, "extra": b}, y),
+        theta,
+        theta * 0.5,
+        num_points=3,
+        with_accuracy=True,
+    )
     assert curve.losses[0] == pytest.approx(want_loss, rel=1e-12)
     assert curve.accuracies[0] == pytest.approx(want_acc, abs=1e-15)
 
@@ -103,15 +119,17 @@ def test_a_dataloader_of_dicts_and_a_closure():
     y = torch.cat([b[1] for b in batches])
     rows = [{"x": x[i], "y": y[i]} for i in range(len(y))]
     loader = DataLoader(rows, batch_size=8)  # batches of 8, 8, 4: unequal
-    closure = ss.LossClosure(lambda m, b: F.mse_loss(m(b["x"]), b["y"]),
-                             batch_size_fn=lambda b: b["y"].numel())
+    closure = ss.LossClosure(
+        lambda m, b: F.mse_loss(m(b["x"]), b["y"]), batch_size_fn=lambda b: b["y"].numel()
+    )
     theta = flat_params(model)
     ref = _reference(model, batches, per_term, "mean")
     assert loss_at(model, closure, loader, theta).item() == pytest.approx(ref, rel=1e-12)
     with pytest.raises(InvalidArgumentError, match="LossClosure gives only a loss"):
         loss_at(model, closure, loader, theta, with_accuracy=True)
-    summed = ss.LossClosure(lambda m, b: F.mse_loss(m(b["x"]), b["y"], reduction="sum"),
-                            reduction="sum")
+    summed = ss.LossClosure(
+        lambda m, b: F.mse_loss(m(b["x"]), b["y"], reduction="sum"), reduction="sum"
+    )
     ref_sum = _reference(model, batches, per_term, "sum")
     assert loss_at(model, summed, loader, theta).item() == pytest.approx(ref_sum, rel=1e-12)
 
@@ -120,8 +138,14 @@ def test_refusals_on_the_walk():
     model, batches, _, module_loss, _ = loss_case("ce")
     theta = flat_params(model)
     with pytest.raises(InvalidArgumentError, match="neither fits"):
-        interpolate(model, lambda o, t: F.cross_entropy(o, t) + o.mean() ** 2, batches, theta,
-                    theta, num_points=2)
+        interpolate(
+            model,
+            lambda o, t: F.cross_entropy(o, t) + o.mean() ** 2,
+            batches,
+            theta,
+            theta,
+            num_points=2,
+        )
     with pytest.raises(InvalidArgumentError, match="reduction='none'"):
         loss_at(model, nn.CrossEntropyLoss(reduction="none"), batches, theta)
     with pytest.raises(InvalidArgumentError, match=r"received Tensor.*pass the tuple"):

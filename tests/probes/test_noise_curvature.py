@@ -10,13 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from sgdscope.errors import ConfigError
-from sgdscope.probes import PROBES, ProbeContext, When, build_probe, flat_params
-from sgdscope.probes.alignment import unflatten
-from sgdscope.probes.noise_curvature import (
-    NoiseCurvatureProbe,
-    per_sample_grads,
-)
+from sgdscope.errors import BasisMismatchError, ConfigError
+from sgdscope.probes import PROBES, When, build_probe, flat_params
+from sgdscope.probes._functional import per_sample_grads, unflatten
+from sgdscope.probes.noise_curvature import NoiseCurvatureProbe
+
+from .cases import context, fixed_basis, orthonormal
 
 K = 3
 
@@ -50,20 +49,14 @@ def _setup(n_samples: int = 30, seed: int = 0):
         "vec_c": vec_c.flip(1)[:, :K],
         "lam_c": lam_c.flip(0)[:K],
     }
-    with torch.no_grad():  # the model holds θ_{t+1} while probes measure
-        for p in model.parameters():
-            p.mul_(0.9)
-    ctx = ProbeContext(
-        model=model,
-        loss_fn=loss_fn,
-        step=0,
-        epoch=0,
-        lr=0.1,
-        theta0=theta,
+    basis = fixed_basis(model, dense["vec_h"], values=dense["lam_h"], dataset=(x, y))
+    ctx = context(
+        model,
         theta=theta,
         grad=grads.mean(0),
+        theta_next=0.9 * theta,  # the model holds θ_{t+1} while probes measure
         data=(x, y),
-        shared={"eigenvectors": dense["vec_h"], "eigenvalues": dense["lam_h"], "eigen_step": 0},
+        basis=basis,
     )
     return ctx, dense
 
@@ -89,7 +82,8 @@ def test_overlap_and_traces_equal_dense_float64():
 
 def test_overlap_is_one_for_the_same_subspace():
     ctx, dense = _setup()
-    ctx.shared["eigenvectors"] = dense["vec_c"] @ torch.linalg.qr(torch.randn(K, K).double()).Q
+    rotation = orthonormal(K, K, dtype=torch.float64, seed=4)
+    ctx.eigenbasis.set(dense["vec_c"] @ rotation, step=0)
     m = NoiseCurvatureProbe(k=K, max_samples=None, trace_samples=2).measure(ctx)
     assert math.isclose(m.scalars["noise_overlap"], 1.0, rel_tol=1e-10)
 
@@ -140,11 +134,24 @@ def test_batchnorm_needs_eval_mode():
     assert g.shape == (8, flat_params(model).numel())
 
 
-def test_missing_eigenvectors_is_a_clear_error():
+def test_missing_or_mismatched_eigenbasis_is_a_clear_error():
     ctx, _ = _setup()
-    ctx.shared.clear()
-    with pytest.raises(ConfigError, match="add a `sharpness` probe"):
+    with pytest.raises(BasisMismatchError, match="bn_mode='train'"):
+        NoiseCurvatureProbe(k=K, bn_mode="train").measure(ctx)
+    with pytest.raises(ConfigError, match="holds k=3"):
+        NoiseCurvatureProbe(k=5).measure(ctx)
+    ctx.eigenbasis = None
+    with pytest.raises(ConfigError, match="give the run an eigenbasis"):
         NoiseCurvatureProbe().measure(ctx)
+
+
+def test_measures_on_the_eigenbasis_data():
+    """C and tr(H) are of the basis's data, not of the context's."""
+    ctx, dense = _setup()
+    x, y = ctx.data
+    ctx.data = (x[:5], y[:5])  # what the run's data would be; the basis keeps (x, y)
+    m = NoiseCurvatureProbe(k=K, max_samples=None, trace_method="exact").measure(ctx)
+    assert math.isclose(m.scalars["noise_trace_C"], float(torch.trace(dense["cov"])), rel_tol=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +164,7 @@ def test_missing_eigenvectors_is_a_clear_error():
         (dict(trace_method="hutch++", trace_samples=5), ">= 6"),
         (dict(dtype="float16"), "dtype"),
         (dict(chunk_size=0), "chunk_size"),
+        (dict(bn_mode="batch"), "bn_mode"),
     ],
 )
 def test_invalid_options(options, match):

@@ -6,58 +6,12 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from sgdscope.errors import ConfigError
-from sgdscope.probes import PROBES, ProbeContext, When, build_probe, flat_params
+from sgdscope.probes import PROBES, When, build_probe, flat_params
 from sgdscope.probes.step_scale import StepScaleProbe
 
-ETA = 0.05
-
-
-class Quadratic(nn.Module):
-    """L(θ) = ½ θᵀAθ − bᵀθ for every sample (the loss ignores the data)."""
-
-    def __init__(self, a: torch.Tensor, b: torch.Tensor, theta: torch.Tensor) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(theta.clone())
-        self.register_buffer("a", a)
-        self.register_buffer("b", b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value = 0.5 * self.theta @ self.a @ self.theta - self.b @ self.theta
-        return value.expand(x.shape[0])
-
-
-def mean_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return out.mean()
-
-
-def quadratic_ctx(n: int = 10, seed: int = 0, step: int = 0):
-    """A context at θ_t with g_t = ∇L(θ_t); the model holds θ_{t+1} = θ_t − η g_t."""
-    gen = torch.Generator().manual_seed(seed)
-    q = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64)).Q
-    lam = torch.linspace(30.0, 0.5, n, dtype=torch.float64)
-    a = q @ torch.diag(lam) @ q.T
-    b = torch.randn(n, generator=gen, dtype=torch.float64)
-    theta = torch.randn(n, generator=gen, dtype=torch.float64)
-    grad = a @ theta - b
-    model = Quadratic(a, b, theta - ETA * grad)
-    data = (torch.zeros(8, 1, dtype=torch.float64), torch.zeros(8, dtype=torch.float64))
-    ctx = ProbeContext(
-        model=model,
-        loss_fn=mean_loss,
-        step=step,
-        epoch=0,
-        lr=ETA,
-        theta0=theta,
-        grad=grad,
-        theta=theta,
-        theta_next=theta - ETA * grad,
-        data=data,
-        shared={"eigenvectors": q[:, :6], "eigenvalues": lam[:6], "eigen_step": step},
-    )
-    return ctx, q, lam
+from .cases import ETA, fixed_basis, mean_loss, quadratic_case
 
 
 def closed_form(alpha: float, lam: torch.Tensor, g: torch.Tensor) -> float:
@@ -66,7 +20,8 @@ def closed_form(alpha: float, lam: torch.Tensor, g: torch.Tensor) -> float:
 
 
 def test_alpha_test_matches_closed_form():
-    ctx, q, lam = quadratic_ctx()
+    case = quadratic_case()
+    ctx, q, lam = case.ctx, case.q, case.lam
     probe = StepScaleProbe(alphas=[0.25, 0.5, 1, 2, 4], ks=[1, 5], seed=3)
     theta_next = flat_params(ctx.model)
     m = probe.measure(ctx)
@@ -94,23 +49,21 @@ def test_alpha_test_matches_closed_form():
 
 
 def test_matched_random_scale_moves_as_far_as_the_top_step():
-    ctx, q, _ = quadratic_ctx()
+    case = quadratic_case()
+    ctx = case.ctx
     probe = StepScaleProbe(alphas=[1], ks=[1], per_direction=False, random_scale="matched")
     m = probe.measure(ctx)
     r = torch.randn(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     r = r / r.norm()
-    step = ETA * abs(float(q[:, 0] @ ctx.grad))
-    u = -step * r
-    a, b = ctx.model.a, ctx.model.b
-    loss = lambda th: float(0.5 * th @ a @ th - b @ th)  # noqa: E731
-    want = loss(ctx.theta + u) - loss(ctx.theta)
+    step = ETA * abs(float(case.q[:, 0] @ ctx.grad))
+    want = case.loss(ctx.theta - step * r) - case.loss(ctx.theta)
     assert math.isclose(m.scalars["alpha_test_random_a1"], want, abs_tol=1e-10)
     assert set(m.scalars) == {"alpha_test_k1_a1", "alpha_test_random_a1"}
 
 
 def test_epoch_means_and_resume_mid_epoch():
     probe = StepScaleProbe(alphas=[0.5, 2], ks=[1], per_direction=False, random_baseline=False)
-    ctxs = [quadratic_ctx(seed=s, step=s)[0] for s in range(3)]
+    ctxs = [quadratic_case(seed=s, step=s).ctx for s in range(3)]
     values = [probe.measure(c).scalars for c in ctxs[:2]]
     # resume after two of three measurements: a fresh probe with the saved state
     fresh = StepScaleProbe(alphas=[0.5, 2], ks=[1], per_direction=False, random_baseline=False)
@@ -125,13 +78,15 @@ def test_epoch_means_and_resume_mid_epoch():
     assert fresh.on_epoch_end(ctxs[2]) is None, "sums reset after each epoch"
 
 
-def test_needs_enough_shared_eigenvectors():
-    ctx, _, _ = quadratic_ctx()
-    ctx.shared["eigenvectors"] = ctx.shared["eigenvectors"][:, :2]
-    with pytest.raises(ConfigError, match="top 5 eigenvectors but only 2"):
+def test_needs_an_eigenbasis_with_enough_directions():
+    case = quadratic_case()
+    ctx = case.ctx
+    ctx.eigenbasis = fixed_basis(ctx.model, case.q[:, :2], dataset=ctx.data, loss_fn=mean_loss)
+    with pytest.raises(ConfigError, match="top 5 eigenvectors but the eigenbasis holds k=2"):
         StepScaleProbe(ks=[1, 5]).measure(ctx)
-    ctx.shared.clear()
-    with pytest.raises(ConfigError, match="add a `sharpness` probe"):
+    StepScaleProbe(ks=[1, 2]).measure(ctx)  # enough
+    ctx.eigenbasis = None
+    with pytest.raises(ConfigError, match="give the run an eigenbasis"):
         StepScaleProbe().measure(ctx)
 
 
@@ -142,8 +97,7 @@ def test_needs_enough_shared_eigenvectors():
         (dict(alphas=["x"]), "alphas"),
         (dict(ks=[0]), "ks"),
         (dict(random_scale="huge"), "random_scale"),
-        (dict(bn_mode="ghost"), "ghost needs batch_size"),
-        (dict(eigen_source="lanczos"), "eigen_source"),
+        (dict(bn_mode="running"), "bn_mode"),
     ],
 )
 def test_invalid_options(options, match):
@@ -157,3 +111,5 @@ def test_registered():
     assert isinstance(probe, StepScaleProbe) and probe.due(20, 0) and not probe.due(5, 0)
     with pytest.raises(ConfigError, match="did you mean 'alphas'"):
         build_probe("step_scale", When(), alpha=[1])
+    with pytest.raises(ConfigError, match="unknown option"):  # the eigenbasis's option now
+        build_probe("step_scale", When(), eigen_source="lanczos")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,30 +9,37 @@ import torch
 from torch import nn
 
 import sgdscope
+from sgdscope._defaults import DEFAULT_BN_MODE
 from sgdscope.errors import ConfigError
 from sgdscope.landscape import interpolate, loss_at, valley_stats
-from sgdscope.probes import ProbeContext, When, build_probe, flat_grads, flat_params, list_probes
+from sgdscope.probes import ProbeSet, When, build_probe, flat_params, list_probes
 from sgdscope.probes.walk import WalkProbe
 
+from . import cases
+
 CE = nn.functional.cross_entropy
+BN = DEFAULT_BN_MODE
 
 
 def make_bundle():
-    return sgdscope.load_dataset(
-        "synthetic",
-        seed=0,
-        val_fraction=0.0,
-        probe_size=24,
-        num_samples=120,
-        num_test=16,
-        num_classes=3,
-        input_shape=[6],
-    )
+    return cases.make_bundle(num_samples=120, probe_size=24, num_classes=3, input_shape=(6,))
 
 
 def make_model(batchnorm: bool = True) -> nn.Module:
     torch.manual_seed(0)
     return sgdscope.build_model("mlp", (6,), 3, widths=[12], batchnorm=batchnorm)
+
+
+WALK_KEYS = (
+    "valley_floor",
+    "alpha_star",
+    "height",
+    "barrier",
+    "barrier_height",
+    "barrier_height_rel",
+    "minimum_inside",
+    "walk_on_probe",
+)
 
 
 def train(
@@ -46,84 +51,38 @@ def train(
     stop_after: int | None = None,
     start: dict | None = None,
 ):
-    """SGD by hand; the probe gets a ProbeContext at every step like the Trainer would give it.
+    """SGD in a user's loop with the probe run by a ProbeSet (cases.run_loop).
 
     Returns (per-step rows, per-epoch aggregates, resume state) — the resume state (model,
-    optimizer, probe, position) when ``stop_after`` steps were done.
+    optimizer, probes, position) when ``stop_after`` steps were done.
     """
     bundle = make_bundle()
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    theta0 = flat_params(model)
-    g = torch.Generator().manual_seed(1)
-    steps_per_epoch = len(bundle.train) // batch_size
-    orders = [torch.randperm(len(bundle.train), generator=g) for _ in range(epochs)]
+    batches, steps_per_epoch = cases.epoch_batches(bundle.train, batch_size, epochs, seed=1)
+    loop = cases.run_loop(
+        model,
+        ProbeSet([probe]),
+        bundle,
+        batches,
+        opt,
+        steps_per_epoch=steps_per_epoch,
+        start=start,
+        stop_after=stop_after,
+        keep_states=stop_after is not None,
+    )
     rows, epoch_rows = [], []
-    step = 0
-    if start is not None:
-        model.load_state_dict(start["model"])
-        opt.load_state_dict(start["opt"])
-        probe.load_state_dict(start["probe"])
-        step = start["step"]
-    for epoch in range(epochs):
-        for i in range(steps_per_epoch):
-            if epoch * steps_per_epoch + i < step:
-                continue  # already done before the resume
-            idx = orders[epoch][i * batch_size : (i + 1) * batch_size]
-            x, y = bundle.train.index(idx)
-            theta = flat_params(model)
-            opt.zero_grad()
-            loss = CE(model(x), y)
-            loss.backward()
-            grad = flat_grads(model)
-            opt.step()
-            ctx = ProbeContext(
-                model=model,
-                loss_fn=CE,
-                step=step,
-                epoch=epoch,
-                lr=lr,
-                theta0=theta0,
-                batch=(x, y),
-                loss=loss.item(),
-                grad=grad,
-                theta=theta,
-                theta_next=flat_params(model),
-                data=bundle,
-                optimizer=opt,
-                epoch_end=i == steps_per_epoch - 1,
-                step_in_epoch=i,
-                steps_per_epoch=steps_per_epoch,
-            )
-            if probe.due(step, epoch):
-                m = probe.measure(ctx)
-                rows.append(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        **m.scalars,
-                        "interp_loss": m.arrays["interp_loss"],
-                    }
-                )
-            if ctx.epoch_end:
-                agg = probe.on_epoch_end(ctx)
-                if agg is not None:
-                    epoch_rows.append({"epoch": epoch, **agg.scalars})
-            step += 1
-            if stop_after is not None and step == stop_after:
-                buf = io.BytesIO()
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "opt": opt.state_dict(),
-                        "probe": probe.state_dict(),
-                        "step": step,
-                    },
-                    buf,
-                )
-                buf.seek(0)
-                return rows, epoch_rows, torch.load(buf, weights_only=True)
-    return rows, epoch_rows, None
+    for step, m in sorted(loop.measured.items()):
+        epoch = step // steps_per_epoch
+        if "height" in m.scalars:
+            walk = {k: m.scalars[k] for k in WALK_KEYS}
+            curve = m.arrays["interp_loss"]
+            rows.append({"step": step, "epoch": epoch, **walk, "interp_loss": curve})
+        agg = {k: v for k, v in m.scalars.items() if k.startswith("epoch_")}
+        if agg:
+            epoch_rows.append({"epoch": epoch, **agg})
+    state = loop.states[stop_after - 1] if stop_after is not None else None
+    return rows, epoch_rows, state
 
 
 def test_registered_and_built_from_config_options():
@@ -162,23 +121,14 @@ def test_measure_matches_interpolate_and_leaves_theta_next_in_the_model():
     opt.step()
     theta_next = flat_params(model)
     buffers = [b.clone() for b in model.buffers()]
-    ctx = ProbeContext(
-        model=model,
-        loss_fn=CE,
-        step=0,
-        epoch=0,
-        lr=0.3,
-        theta0=theta,
-        theta=theta,
-        theta_next=theta_next,
-        data=bundle,
-    )
+    ctx = cases.context(model, theta=theta, theta_next=theta_next, data=bundle, lr=0.3)
     m = WalkProbe(num_points=7).measure(ctx)
     assert torch.equal(flat_params(model), theta_next)
     assert all(torch.equal(a, b) for a, b in zip(buffers, model.buffers(), strict=True))
-    want = interpolate(model, CE, bundle.train, theta, theta_next, num_points=7)
+    # the probe measures in the library's BatchNorm default (landscape's own default differs)
+    want = interpolate(model, CE, bundle.train, theta, theta_next, num_points=7, bn_mode=BN)
     np.testing.assert_array_equal(m.arrays["interp_loss"], want.losses)
-    ends = loss_at(model, CE, bundle.train, torch.stack([theta, theta_next]))
+    ends = loss_at(model, CE, bundle.train, torch.stack([theta, theta_next]), bn_mode=BN)
     assert m.arrays["interp_loss"][0] == ends[0].item()
     assert m.arrays["interp_loss"][-1] == ends[1].item()
     st = valley_stats(want)
@@ -198,21 +148,11 @@ def test_probe_split_is_used_and_recorded():
     bundle = make_bundle()
     model = make_model()
     theta = flat_params(model)
-    theta_next = theta - 0.1 * torch.randn_like(theta)
-    ctx = ProbeContext(
-        model=model,
-        loss_fn=CE,
-        step=0,
-        epoch=0,
-        lr=0.1,
-        theta0=theta,
-        theta=theta,
-        theta_next=theta_next,
-        data=bundle,
-    )
+    theta_next = theta - 0.1 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(3))
+    ctx = cases.context(model, theta=theta, theta_next=theta_next, data=bundle)
     m = WalkProbe(split="probe", num_points=5).measure(ctx)
     assert m.scalars["walk_on_probe"] == 1.0
-    want = interpolate(model, CE, bundle.probe, theta, theta_next, num_points=5)
+    want = interpolate(model, CE, bundle.probe, theta, theta_next, num_points=5, bn_mode=BN)
     np.testing.assert_array_equal(m.arrays["interp_loss"], want.losses)
 
 
@@ -248,7 +188,9 @@ def test_resume_mid_epoch_is_exact():
     rows_full, epochs_full, _ = train(WalkProbe(num_points=5), epochs=2)
     rows_a, epochs_a, state = train(WalkProbe(num_points=5), epochs=2, stop_after=9)
     rows_b, epochs_b, _ = train(WalkProbe(num_points=5), epochs=2, start=state)
-    assert state["probe"]["epoch"] == 1 and len(state["probe"]["heights"]) == 3
+    walk_state = state["probes"]["probes"]["walk"]  # keyed by probe name
+    assert walk_state["epoch"] == 1 and len(walk_state["heights"]) == 3
+    assert state["probes"]["step"] == 9 and state["probes"]["epoch"] == 1
     assert epochs_a + epochs_b == epochs_full
     assert [r["height"] for r in rows_a + rows_b] == [r["height"] for r in rows_full]
 
@@ -256,19 +198,9 @@ def test_resume_mid_epoch_is_exact():
 def test_measure_needs_the_vectors_and_the_data():
     model = make_model()
     theta = flat_params(model)
-    ctx = ProbeContext(
-        model=model,
-        loss_fn=CE,
-        step=0,
-        epoch=0,
-        lr=0.1,
-        theta0=theta,
-        theta=theta,
-        theta_next=None,
-        data=make_bundle(),
-    )
-    with pytest.raises(ValueError, match="theta_next"):
+    ctx = cases.context(model, theta=theta, data=make_bundle())
+    with pytest.raises(ValueError, match=r"needs ProbeContext\.theta_next"):
         WalkProbe().measure(ctx)
     ctx.theta_next, ctx.data = theta, None
-    with pytest.raises(ValueError, match=r"ctx\.data"):
+    with pytest.raises(ValueError, match=r"needs ProbeContext\.data"):
         WalkProbe().measure(ctx)

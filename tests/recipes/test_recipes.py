@@ -16,13 +16,18 @@ REDUCED = ["train.steps=3", "train.progress=false"]
 
 
 def test_recipes_cover_both_papers():
-    papers = {r.paper for r in list_recipes()}
+    papers = {r.paper for r in list_recipes(demo=False)}
     assert papers == {"A", "B"}
-    assert len(NAMES) >= 17
+    assert len(list_recipes(demo=False)) >= 17
+    # Every figure/table recipe has both variants; the demo's have small and quick.
+    for r in list_recipes():
+        assert set(r.variants) == ({"small", "quick"} if r.demo else {"small", "paper"}), r.name
+    assert {r.name for r in list_recipes(demo=True)} == {"demo-a", "demo-b"}
 
 
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("variant", ["small", "paper"])
+@pytest.mark.parametrize(
+    ("name", "variant"), [(r.name, v) for r in list_recipes() for v in r.variants]
+)
 def test_every_variant_and_grid_point_validates(name, variant):
     config, grid, overrides = get_recipe(name).resolve(variant)
     for point in expand_grid(grid):
@@ -50,7 +55,14 @@ def _small_runs():
 @pytest.mark.parametrize("name", _small_runs())
 def test_small_variant_runs_to_completion(name, tmp_path):
     config, grid, overrides = get_recipe(name).resolve("small")
-    out = run_sweep(config, grid, tmp_path / name, overrides=overrides + REDUCED, executor="serial")
+    # The reduced budget wins over a grid point's own length (the demo's GD points set steps).
+    points = [
+        {k: v for k, v in p.items() if k not in ("train.steps", "train.epochs")}
+        for p in expand_grid(grid)
+    ]
+    out = run_sweep(
+        config, points, tmp_path / name, overrides=overrides + REDUCED, executor="serial"
+    )
     summary = load_sweep(out).summary
     assert (summary.status == "finished").all(), summary[["run", "status", "error"]]
     for run in load_sweep(out).runs:
@@ -84,6 +96,17 @@ def test_cli_run_recipe_with_grid_points_to_sweep(capsys):
         main(["run", "a-peak-vs-lr"])
     assert e.value.code == 2
     assert "sgdscope sweep a-peak-vs-lr" in capsys.readouterr().err
+
+
+def test_cli_recipes_lists_the_figures_then_the_demo(capsys):
+    from sgdscope.cli import main
+
+    main(["recipes"])
+    out = capsys.readouterr().out
+    assert "a-eigenvalues" in out and "b-walk-sgd" in out
+    demo = out[out.index("the demo (sgdscope demo)") :]
+    assert "demo-a" in demo and "demo-b" in demo and "3 / 3" in demo and "6 / 6" in demo
+    assert "demo-a" not in out[: out.index("the demo (sgdscope demo)")]
 
 
 def test_cli_run_small_recipe(tmp_path, capsys):

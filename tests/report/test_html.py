@@ -4,6 +4,7 @@ and it renders in headless Chromium with no broken image and no console message.
 from __future__ import annotations
 
 import base64
+import html
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from sgdscope.cli.report_cmd import report
 from sgdscope.errors import SgdscopeError
-from sgdscope.report import RUN_TABLES, SWEEP_FIGURES, VERDICTS, write_report
+from sgdscope.report import RUN_TABLES, SWEEP_FIGURES, SWEEP_TABLES, VERDICTS, write_report
 from sgdscope.report.html import FIGURES_DIR
 
 from ..helpers import tiny_config
@@ -83,6 +84,10 @@ def test_sweep_report(good_sweep: Path, tmp_path: Path) -> None:
         assert f'id="fig-sweep_{name}"' in text, name
     assert ">Summary</h2>" in text and "sgd-lr0.1-S32" in text
     assert text.count('class="verdict ok">reproduced') >= 8
+    # The papers' tables across runs, under their captions.
+    assert "The papers&#x27; tables</h2>" in text
+    for caption in SWEEP_TABLES:
+        assert html.escape(caption) in text, caption
 
 
 def test_real_sweep_directory(tmp_path: Path) -> None:

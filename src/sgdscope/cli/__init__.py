@@ -10,8 +10,10 @@ import typer
 import yaml
 
 from ._errors import run_guarded
-from ._format import console, metrics_table, runs_table
+from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_table, runs_table
 from .data_cmd import app as data_app
+from .demo_cmd import demo
+from .export_cmd import export
 from .report_cmd import report
 
 app = typer.Typer(
@@ -27,6 +29,8 @@ Overrides = Annotated[
     typer.Argument(help="dotted key=value overrides applied in order, e.g. optim.lr=0.05"),
 ]
 
+
+_EX = "Where the runs execute"
 
 Variant = Annotated[
     str, typer.Option("--variant", "-v", help="recipe variant: small (embedded data) or paper")
@@ -55,52 +59,162 @@ def sweep(
     recipe: Annotated[str, typer.Argument(help="recipe name or recipe YAML with a grid")],
     overrides: Overrides = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="sweep directory")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", help="runs at once (local: processes; default 1)"),
+    ] = None,
     variant: Variant = "small",
-    executor: Annotated[str, typer.Option(help="local (process pool) or serial")] = "local",
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="seeds crossed with the grid, e.g. 0,1,2 or 0-4 (default: the recipe's)"),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            "-e",
+            help="local (process pool), serial, ray or slurm",
+            rich_help_panel=_EX,
+        ),
+    ] = "local",
+    device: Annotated[
+        str | None, typer.Option(help="device of every run: auto, cpu, cuda, cuda:N")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: cluster to join (auto, ray://host:10001); default: a local Ray instance",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="ray, slurm: CPUs per run (ray: fractions allowed)", rich_help_panel=_EX),
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="ray, slurm: GPUs per run (ray: fractions allowed)", rich_help_panel=_EX),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            help="ray, slurm: restarts of a run whose worker or job was lost (slurm: also "
+            "requeues after time limits); default 3",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(help="slurm: partition", rich_help_panel=_EX)
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            help="slurm: time limit per job, minutes or [D-]HH:MM:SS (runs past it are "
+            "requeued and resume)",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    mem_gb: Annotated[
+        float | None, typer.Option(help="slurm: memory per job in GB", rich_help_panel=_EX)
+    ] = None,
+    array: Annotated[
+        bool | None,
+        typer.Option(
+            "--array/--no-array",
+            help="slurm: one job array (default) or one job per run",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="slurm: extra #SBATCH option KEY=VALUE (repeatable), e.g. account=proj",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
+    setup: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="slurm: shell line run before Python in each job (repeatable)",
+            rich_help_panel=_EX,
+        ),
+    ] = None,
 ) -> None:
     """Run every point of a recipe's grid (skips finished runs; failures do not stop others).
 
-    Example: sgdscope sweep a-peak-vs-lr --workers 2 --out runs/peak-lr
+    Example: sgdscope sweep a-peak-vs-lr --workers 2 --seeds 0,1,2 --out runs/peak-lr
+    Example: sgdscope sweep a-peak-vs-lr --variant paper --executor ray --address auto
+    --gpus-per-run 0.5 --device cuda --out /shared/runs/peak-lr
     """
-    from ..recipes import resolve_source
-    from ..sweep import load_sweep, run_sweep
+    from ..config.grid import parse_seeds
+    from ..recipes import resolve_seeds, resolve_source
+    from ..sweep import SweepInterrupted, load_sweep, make_executor, run_sweep
 
+    options = {
+        "workers": workers,
+        "address": address,
+        "cpus_per_run": cpus_per_run,
+        "gpus_per_run": gpus_per_run,
+        "max_retries": max_retries,
+        "partition": partition,
+        "time": time,
+        "mem_gb": mem_gb,
+        "array": array,
+        "sbatch": _key_values(sbatch, "--sbatch") if sbatch else None,
+        "setup": setup or None,
+    }
+    ex = make_executor(executor, **options)
     source, grid, base_overrides = resolve_source(recipe, variant)
+    seed_list = parse_seeds(seeds) if seeds is not None else resolve_seeds(recipe, variant)
     if isinstance(source, Path):
         source = yaml.safe_load(source.read_text())
     name = source.get("name", Path(recipe).stem)
     out = out or Path("runs") / f"{name}-{variant}"
-    path = run_sweep(
-        source,
-        grid,
-        out,
-        overrides=base_overrides + list(overrides or []),
-        workers=workers,
-        executor=executor,
-    )
+    extra = [f"device={device}"] if device else []
+    try:
+        path = run_sweep(
+            source,
+            grid,
+            out,
+            overrides=base_overrides + list(overrides or []) + extra,
+            executor=ex,
+            progress=True,
+            seeds=seed_list,
+        )
+    except SweepInterrupted as e:
+        print(
+            f"sweep interrupted ({signal_name(e.signum)}): its runs were stopped; run the same "
+            f"command again to resume them (finished runs are kept) [{out}]",
+            file=sys.stderr,
+        )
+        # SystemExit, not typer.Exit: the exit status must reach the shell.
+        raise SystemExit(128 + e.signum) from None
     s = load_sweep(path)
     console.print(f"sweep: {path}")
-    cols = [
-        c
-        for c in [
-            "run",
-            "status",
-            "train_loss",
-            "val_acc",
-            "test_acc",
-            "peak_lambda_1",
-            "mean_grad_cosine",
-            "distance",
-        ]
-        if c in s.summary
-    ]
-    console.print(s.summary[cols].to_string(index=False))
+    console.print(frame_text(s.summary, SUMMARY_COLUMNS))
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    from ..errors import InvalidArgumentError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"{flag}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
 
 
 @app.command()
 def recipes() -> None:
-    """List the packaged recipes: one per figure or table of the two papers.
+    """List the packaged recipes: one per figure or table of the two papers, then the demo's.
 
     Example: sgdscope recipes
     """
@@ -110,10 +224,16 @@ def recipes() -> None:
     from ..recipes import list_recipes
 
     t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
-    for r in list_recipes():
+    for r in list_recipes(demo=False):
         _, grid, _ = r.resolve("small")
-        t.add_row(r.name, r.paper, r.reproduces, str(len(expand_grid(grid))), r.title)
+        runs = len(expand_grid(grid, r.variant_seeds("small")))
+        t.add_row(r.name, r.paper, r.reproduces, str(runs), r.title)
     console.print(t)
+    d = Table("recipe", "paper", "runs (small / quick)", "title", title="the demo (sgdscope demo)")
+    for r in list_recipes(demo=True):
+        sizes = [len(expand_grid(r.resolve(v)[1])) for v in ("small", "quick")]
+        d.add_row(r.name, r.paper, " / ".join(map(str, sizes)), r.title)
+    console.print(d)
 
 
 @app.command()
@@ -125,25 +245,6 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to contin
     from ..train import resume_run
 
     _summary(resume_run(run_dir))
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the demo's runs")] = Path(
-        "runs/demo"
-    ),
-    workers: Annotated[int, typer.Option("--workers", "-w", help="parallel processes")] = 2,
-    quick: Annotated[
-        bool, typer.Option("--quick", help="a few steps per run (smoke test)")
-    ] = False,
-) -> None:
-    """Run small experiments on embedded data that test both papers' findings; write reports.
-
-    Example: sgdscope demo --out runs/demo
-    """
-    from ..demo import run_demo
-
-    run_demo(out, workers=workers, quick=quick)
 
 
 @app.command("ls")
@@ -198,11 +299,13 @@ def _summary(path: Path) -> None:
 
     r = load_run(path)
     console.print(f"run {r.status}: {r.path}")
-    console.print(metrics_table(r, ["train_loss", "train_acc", "val_acc", "test_acc"]))
+    console.print(metrics_table(r, RUN_METRICS))
 
 
 app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
+app.command("demo")(demo)
+app.command("export")(export)
 
 
 def main(argv: list[str] | None = None) -> None:

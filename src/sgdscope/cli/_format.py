@@ -1,25 +1,39 @@
-"""Shared pieces of CLI output: tables of runs and metrics."""
+"""Shared pieces of CLI output: tables of runs, metrics and sweep summaries."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from .. import metrics as M
 from ..store import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console(soft_wrap=True)
 
-KEY_METRICS = (
-    "train_loss",
-    "train_acc",
-    "val_acc",
-    "test_acc",
-    "lambda_1",
-    "grad_cosine",
-    "distance",
-    "height",
+#: The last metrics shown for a run (``sgdscope ls``, and after ``run`` / ``resume``).
+RUN_METRICS = (M.TRAIN_LOSS, M.TRAIN_ACC, M.VAL_ACC, M.TEST_ACC)
+
+#: The columns of a sweep summary printed by ``sgdscope sweep`` and ``sgdscope demo``, in order
+#: (fields of :func:`sgdscope.store.summarize_run`; those no run measured are left out).
+SUMMARY_COLUMNS = (
+    "run",
+    "status",
+    "final_train_loss",
+    "final_val_acc",
+    "final_test_acc",
+    "peak_lambda_1",
+    "final_spectral_norm",
+    "mean_alignment_top5",
+    "mean_grad_cosine",
+    "final_distance",
+    "mean_height",
 )
 
 
@@ -33,7 +47,7 @@ def fmt(v: float | None) -> str:
 
 def runs_table(runs: list[Run]) -> Table:
     t = Table(title=None, show_lines=False)
-    for col in ("run", "status", "steps", "train_loss", "val_acc", "test_acc"):
+    for col in ("run", "status", "steps", M.TRAIN_LOSS, M.VAL_ACC, M.TEST_ACC):
         t.add_column(col)
     for r in runs:
         info = r.info
@@ -42,16 +56,27 @@ def runs_table(runs: list[Run]) -> Table:
             r.name,
             info["status"],
             fmt(info.get("last_step")),
-            fmt(last.get("train_loss")),
-            fmt(last.get("val_acc")),
-            fmt(last.get("test_acc")),
+            fmt(last.get(M.TRAIN_LOSS)),
+            fmt(last.get(M.VAL_ACC)),
+            fmt(last.get(M.TEST_ACC)),
         )
     return t
 
 
-def metrics_table(run: Run, names: list[str] | None = None) -> Table:
+def metrics_table(run: Run, names: Sequence[str] | None = None) -> Table:
     last = run.last()
     t = Table("metric", "last value")
     for k in sorted(last) if names is None else [n for n in names if n in last]:
         t.add_row(k, fmt(last[k]))
     return t
+
+
+def frame_text(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A DataFrame as plain text: the given columns that are present and not all empty, numbers
+    to 4 significant digits (``-`` for NaN)."""
+    if columns is not None:
+        frame = frame[[c for c in columns if c in frame]]
+    frame = frame.loc[:, [c for c in frame if frame[c].notna().any() or c == "run"]]
+    if frame.empty:
+        return "(nothing measured)"
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")

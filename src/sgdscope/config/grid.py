@@ -1,22 +1,80 @@
-"""Grids of runs: expand ``{key: [values]}`` into one override set per run, name each run."""
+"""Grids of runs: expand ``{key: [values]}`` into one override set per run, name each run.
+
+Seeds are an axis of their own: ``expand_grid(grid, seeds=[0, 1, 2])`` crosses every grid point
+with every seed (seed fastest, so runs are named ``lr=0.1_seed=0``, ``lr=0.1_seed=1``, ...).
+Findings judge trends and comparisons across seeds, so a sweep states them once instead of
+adding ``seed`` to each grid.
+"""
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
 
+SEED_KEY = "seed"
 
-def expand_grid(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
+    """``seeds`` as a list of distinct non-negative ints, else a :class:`ConfigError`."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+        raise ConfigError(
+            f"{where}: must be a non-empty list of seeds like [0, 1, 2], got {seeds!r}"
+        )
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ConfigError(
+            f"{where}: seeds must be non-negative integers, got {bad[0]!r} in {list(seeds)!r}"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: seeds must be distinct, got {list(seeds)!r}")
+    return list(seeds)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from the command line: ``"0,1,2"``, or ranges ``"0-4"`` (inclusive), or both."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ConfigError(
+                f"--seeds: expected comma-separated seeds or ranges like 0,1,2 or 0-4, got {text!r}"
+            )
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        seeds += range(lo, hi + 1)
+    return check_seeds(seeds, "--seeds")
+
+
+def expand_grid(
+    grid: dict[str, list[Any]] | list[dict[str, Any]] | None,
+    seeds: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
     """The points of a grid as a list of ``{dotted key: value}``.
 
     ``grid`` is either a dict ``{key: [values]}`` (the cartesian product, first key slowest) or a
     list of explicit points ``[{key: value, ...}, ...]`` (for comparisons whose runs differ in
     several keys at once, e.g. SGD vs Nudged-SGD with options). An empty or missing grid gives one
-    point with no overrides.
+    point with no overrides. ``seeds`` crosses every point with every seed (seed fastest); the
+    grid itself must not vary ``seed`` then.
     """
+    points = _expand(grid)
+    if seeds is None:
+        return points
+    seeds = check_seeds(seeds)
+    if any(SEED_KEY in p for p in points):
+        raise ConfigError(
+            "the grid varies 'seed' and seeds are given as well: list the seeds once, either as "
+            "seeds: [...] or in the grid"
+        )
+    return [{**p, SEED_KEY: s} for p in points for s in seeds]
+
+
+def _expand(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     if not grid:
         return [{}]
     if isinstance(grid, list):
@@ -33,10 +91,13 @@ def expand_grid(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> lis
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-def grid_keys(grid: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[str]:
-    """The keys a grid varies, in first-seen order."""
+def grid_keys(
+    grid: dict[str, list[Any]] | list[dict[str, Any]] | None,
+    seeds: Sequence[int] | None = None,
+) -> list[str]:
+    """The keys a grid (crossed with ``seeds``) varies, in first-seen order."""
     keys: list[str] = []
-    for point in expand_grid(grid):
+    for point in expand_grid(grid, seeds):
         keys += [k for k in point if k not in keys]
     return keys
 

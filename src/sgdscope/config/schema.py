@@ -7,6 +7,7 @@ the README) list every field from this schema.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -63,6 +64,9 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(4096, ge=1, description="batch size of evaluations")
     checkpoint_every: int = Field(0, ge=0, description="checkpoint every N steps (0: epochs only)")
     progress: bool = Field(True, description="show a progress bar on a terminal")
+    probe_errors: Literal["warn", "raise"] = Field(
+        "warn", description="a probe failing at a step: NaN + warning row (warn), or stop"
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -132,6 +136,16 @@ class EigenBasisConfig(_Section):
 
 class StoreConfig(_Section):
     root: str = Field("runs", description="folder under which run directories are created")
+    tensorboard: bool = Field(
+        False, description="mirror scalars live into RUN/tensorboard/ (sgdscope[tensorboard])"
+    )
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, v: bool) -> bool:
+        if v and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("needs the tensorboard package: pip install 'sgdscope[tensorboard]'")
+        return v
 
 
 class RunConfig(_Section):

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._batching import ObjectiveModule, tensors_of
 from .._state import set_bn_mode
@@ -44,6 +45,7 @@ from .._state import set_bn_mode
 logger = logging.getLogger("sgdscope.curvature")
 
 HVP_STYLES = ("auto", "reuse", "double_backward", "forward_over_reverse")
+BLOCK_PRODUCTS = ("auto", "batched", "loop")
 
 #: ``(batch, weight)``: a batch (already on the device) and its weight in the loss over the data.
 Batch = tuple[Any, float]
@@ -113,7 +115,8 @@ class _LossOfBatch:
 def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """Set BatchNorm to ``bn_mode`` and dropout off for the block; restore the flags and the RNG.
 
-    Buffers need no saving here: they are passed to ``functional_call`` as copies (or None), so
+    Attention runs in the math kernel (twice differentiable). Buffers need no saving here: they
+    are passed to ``functional_call`` as copies (or None), so
     the model's own are never written. (``preserved_state`` would also copy them back, an
     in-place write that torch.func transforms refuse.)
     """
@@ -121,7 +124,10 @@ def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     cpu_rng = torch.get_rng_state()
     try:
         set_bn_mode(model, bn_mode)
-        yield
+        # Fused attention kernels (flash, memory-efficient) have no second derivative; the math
+        # kernel of scaled_dot_product_attention has, and computes the same function.
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
     finally:
         for m, training in flags:
             m.training = training
@@ -429,14 +435,23 @@ def make_engine(
     buffers: dict[str, torch.Tensor | None],
     bn_mode: str,
     memory_budget: int,
+    block_products: str = "auto",
 ) -> _Engine:
     fn = _LossOfBatch(module, names, values, buffers, bn_mode)
     leaves = [values[n] for n in names]
+    engine: _Engine
     if style in ("auto", "reuse"):
-        return _ReusedGraph(fn, batches, leaves, memory_budget)
-    if style == "double_backward":
-        return _DoubleBackward(fn, batches, leaves)
-    return _ForwardOverReverse(fn, batches, leaves)
+        engine = _ReusedGraph(fn, batches, leaves, memory_budget)
+    elif style == "double_backward":
+        engine = _DoubleBackward(fn, batches, leaves)
+    else:
+        engine = _ForwardOverReverse(fn, batches, leaves)
+    if block_products == "loop":
+        engine.block_mode = "loop"
+        engine.block_reason = "loop: requested (block_products='loop'); one backward per vector"
+    elif block_products == "batched":
+        engine.block_reason = "batched requested (block_products='batched'): not computed yet"
+    return engine
 
 
 def eval_loss(

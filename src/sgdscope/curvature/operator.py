@@ -30,9 +30,10 @@ from .._batching import (
     resolve_reduction,
     slice_batch,
 )
+from .._defaults import DEFAULT_BN_MODE
 from .._state import BN_MODES, has_batchnorm
 from ..errors import InvalidArgumentError, NonFiniteError
-from ._hvp import HVP_STYLES, Batch, eval_loss, make_engine
+from ._hvp import BLOCK_PRODUCTS, HVP_STYLES, Batch, eval_loss, make_engine
 
 __all__ = ["HessianOperator", "LinearOperator", "as_operator"]
 
@@ -392,6 +393,11 @@ class HessianOperator(LinearOperator):
             torch.func cannot trace the model).
         memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
             memory of the device); 0 disables reuse. It changes speed only, never the numbers.
+        block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
+            batched backward whenever every operation of the model has a batching rule, else a
+            loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
+            and faster on CPU for some models, 1.3-1.45x on small GPT-2s; see
+            ``benchmarks/results/hf.md``). Never chosen by a timing; ``info`` records it.
         reduction: ``"mean"`` or ``"sum"``: declares how ``loss_fn`` reduces a batch when it
             cannot be read from ``loss_fn.reduction`` (a plain function). None: read it, or tell
             it by a check on one batch (see :mod:`sgdscope._batching`).
@@ -417,7 +423,7 @@ class HessianOperator(LinearOperator):
         loss_fn: Callable[..., torch.Tensor] | None,
         data: Any,
         *,
-        bn_mode: str = "train",
+        bn_mode: str = DEFAULT_BN_MODE,
         ghost_batch_size: int | None = None,
         params: Iterable[Any] | None = None,
         param_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
@@ -428,6 +434,7 @@ class HessianOperator(LinearOperator):
         memory_budget: int | None = None,
         reduction: str | None = None,
         batch_size_fn: Callable[[Any], int] | None = None,
+        block_products: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(
@@ -446,6 +453,11 @@ class HessianOperator(LinearOperator):
         if hvp not in HVP_STYLES:
             raise InvalidArgumentError(
                 f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}"
+            )
+        if block_products not in BLOCK_PRODUCTS:
+            raise InvalidArgumentError(
+                f"block_products: expected one of {', '.join(BLOCK_PRODUCTS)}, received "
+                f"{block_products!r}"
             )
         if batch_size is not None and int(batch_size) < 1:
             raise InvalidArgumentError(
@@ -516,6 +528,7 @@ class HessianOperator(LinearOperator):
             weights = [1.0] * len(batches)
         self.reduction: str | None = red if len(batches) > 1 else objective.declared
         self._reduction_info = {"reduction": self.reduction, "reduction_source": how}
+        self._frozen = _frozen_rows(model, named)
         self._batches: list[Batch] = list(zip(batches, weights, strict=True))
         budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
         self.memory_budget = int(budget)
@@ -528,6 +541,7 @@ class HessianOperator(LinearOperator):
             buffers=buffers,
             bn_mode=bn_mode,
             memory_budget=self.memory_budget,
+            block_products=block_products,
         )
 
     # ---------------------------------------------------------------------------------------
@@ -543,8 +557,10 @@ class HessianOperator(LinearOperator):
     @property
     def info(self) -> dict[str, Any]:
         """How products are computed: style, block products (batched or a loop, and why),
-        retained graph bytes and batches, fallbacks, and the reduction and its source."""
-        return {**self._engine.info(), **self._reduction_info}
+        retained graph bytes and batches, fallbacks, the reduction and its source, and the
+        frozen rows (embedding padding rows)."""
+        frozen = [f"{self.param_names[i]}[{row}]" for i, row in self._frozen]
+        return {**self._engine.info(), **self._reduction_info, "frozen_rows": frozen}
 
     def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
         """Split a flat vector (n,) or block (n, m) into per-parameter views, in model order."""
@@ -562,8 +578,8 @@ class HessianOperator(LinearOperator):
         return torch.cat([t.reshape(m, -1) for t in tensors], dim=1).T
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        pieces = self.unflatten(V)
-        out = self._engine.hvp(pieces)
+        pieces = self._freeze(self.unflatten(V))
+        out = self._freeze(self._engine.hvp(pieces))
         return self.flatten(out, batched=True).to(dtype=self.dtype)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -571,8 +587,19 @@ class HessianOperator(LinearOperator):
             p.view(1, *s)
             for p, s in zip(torch.split(v, self._numels), self.param_shapes, strict=True)
         ]
-        out = self._engine.hvp(pieces)
+        out = self._freeze(self._engine.hvp(self._freeze(pieces)))
         return torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
+
+    def _freeze(self, pieces: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Zero the frozen rows of per-parameter blocks (m, *shape) (see :func:`_frozen_rows`)."""
+        if not self._frozen:
+            return pieces
+        pieces = list(pieces)
+        for i, row in self._frozen:
+            t = pieces[i].clone()
+            t[:, row] = 0
+            pieces[i] = t
+        return pieces
 
     def gradient(self) -> torch.Tensor:
         """The gradient ∇L(θ) (flat, shape (n,)) of the loss over the data at the snapshot."""
@@ -586,6 +613,30 @@ class HessianOperator(LinearOperator):
     def release(self) -> None:
         """Free the retained first-order graph (products after this rebuild it)."""
         self._engine.release()
+
+
+def _frozen_rows(model: nn.Module, named: list[tuple[str, nn.Parameter]]) -> list[tuple[int, int]]:
+    """(parameter index, row) of every embedding padding row among the differentiated tensors.
+
+    torch defines the gradient of an embedding's ``padding_idx`` row as zero although the row is
+    used in the forward, so SGD never moves it and the derivative of the gradient is not
+    symmetric there (double backward and forward-over-reverse disagree). The operator treats those
+    rows as frozen: H restricted to the coordinates SGD can move, with zero rows and columns for
+    the padding rows (recorded in ``info["frozen_rows"]``).
+    """
+    index = {id(p): i for i, (_, p) in enumerate(named)}
+    out = []
+    for mod in model.modules():
+        pad = getattr(mod, "padding_idx", None)
+        weight = getattr(mod, "weight", None)
+        if (
+            isinstance(mod, (nn.Embedding, nn.EmbeddingBag))
+            and pad is not None
+            and weight is not None
+            and id(weight) in index
+        ):
+            out.append((index[id(weight)], int(pad) % weight.shape[0]))
+    return sorted(set(out))
 
 
 def check_finite(

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._defaults import DEFAULT_BN_MODE
 from ..errors import InvalidArgumentError
 from .loss_at import DEFAULT_MAX_BATCH_BYTES, LossFn, evaluate_points, trainable_parameters
 
@@ -31,7 +32,7 @@ class InterpolationResult:
     alphas: np.ndarray
     losses: np.ndarray
     accuracies: np.ndarray | None = None
-    bn_mode: str = "train"
+    bn_mode: str = DEFAULT_BN_MODE
     num_samples: int | None = None
 
     def __len__(self) -> int:
@@ -46,7 +47,7 @@ def interpolate(
     theta_b: torch.Tensor,
     num_points: int = 11,
     *,
-    bn_mode: str = "train",
+    bn_mode: str = DEFAULT_BN_MODE,
     with_accuracy: bool = False,
     compile: bool = False,
     batch_size: int | None = None,

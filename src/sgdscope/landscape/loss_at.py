@@ -39,6 +39,7 @@ from .._batching import (
     slice_batch,
     tensors_of,
 )
+from .._defaults import DEFAULT_BN_MODE
 from .._state import preserved_state, set_bn_mode
 from ..errors import InvalidArgumentError
 
@@ -71,7 +72,7 @@ def loss_at(
     data: Any,
     thetas: torch.Tensor,
     *,
-    bn_mode: str = "train",
+    bn_mode: str = DEFAULT_BN_MODE,
     with_accuracy: bool = False,
     compile: bool = False,
     batch_size: int | None = None,
@@ -160,7 +161,7 @@ def evaluate_points(
     data: Any,
     points: Iterable[torch.Tensor],
     *,
-    bn_mode: str = "train",
+    bn_mode: str = DEFAULT_BN_MODE,
     with_accuracy: bool = False,
     compile: bool = False,
     batch_size: int | None = None,

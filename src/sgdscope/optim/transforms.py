@@ -83,6 +83,10 @@ class Transform:
         parameters take part)."""
         return True
 
+    def begin(self, step: int) -> None:
+        """Called for every transform before any of them updates at ``step``: work that can fail
+        (a basis refresh) happens here, so a failed step changes no state."""
+
     def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
         """The new update directions (out of place)."""
         return updates
@@ -240,12 +244,16 @@ class _SubspaceRescale(Transform):
         self._vectors = basis.vectors[:, : self.k]
         self._vectors_step = basis.step
 
+    def begin(self, step: int) -> None:
+        if self.active(step) and self.k > 0:
+            self._directions(step)
+
     def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
         if not self.active(sc.step):
             return updates
         if self.k == 0:  # P = 0: d' = a d
             return [d.mul(self.a) for d in updates]
-        v = self._directions(sc.step)
+        v = self._directions(sc.step)  # done by begin() already: idempotent within a step
         layout = self.basis._require_layout()
         if not layout.covers(sc.params):
             raise InvalidArgumentError(
@@ -381,6 +389,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
                     updates.append(p.grad)
                 params.append(p)
                 groups.append(g)
+        for tf in self.transforms:
+            tf.begin(t)
         sc = StepContext(self, params, groups, t)
         for tf in self.transforms:
             updates = tf.update(updates, sc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import metrics as M
 from ..errors import ConfigError
 from ._functional import cosines, grad_at
 from ._registry import register_probe
@@ -75,14 +76,14 @@ class AlignmentProbe(BasisProbe):
         cos = cosines(ctx.grad, vectors).abs().cpu().numpy()
         m = Measurement()
         for i, c in enumerate(cos, start=1):
-            m.scalars[f"alignment_{i}"] = float(c)
-        m.scalars["alignment_mean5"] = float(np.mean(cos[: min(5, self.k)]))
-        m.arrays["alignment"] = cos
+            m.scalars[M.alignment_key(i)] = float(c)
+        m.scalars[M.ALIGNMENT_MEAN5] = float(np.mean(cos[: min(5, self.k)]))
+        m.arrays[M.ALIGNMENT_ARRAY] = cos
         if eigen_step is not None:
-            m.scalars["eigen_age"] = float(ctx.step - int(eigen_step))
+            m.scalars[M.EIGEN_AGE] = float(ctx.step - int(eigen_step))
         if self.random_baseline:
             r = self.random_unit(ctx.grad)
-            m.scalars["alignment_random"] = float(cosines(ctx.grad, r[:, None]).abs()[0])
+            m.scalars[M.ALIGNMENT_RANDOM] = float(cosines(ctx.grad, r[:, None]).abs()[0])
         if self.full_batch:
             if ctx.data is None:
                 raise ConfigError(
@@ -100,5 +101,5 @@ class AlignmentProbe(BasisProbe):
                 bn_mode=self.measure_mode(ctx),
                 batch_size=self.eval_batch_size(ctx),
             )
-            m.scalars["alignment_full_batch"] = float(cosines(ctx.grad, full[:, None])[0])
+            m.scalars[M.ALIGNMENT_FULL_BATCH] = float(cosines(ctx.grad, full[:, None])[0])
         return m

@@ -31,24 +31,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BasisMismatchError, ConfigError, InvalidArgumentError
+from .._defaults import BN_MODES
+from ..errors import (
+    BasisMismatchError,
+    ConfigError,
+    EigenvectorsUnavailableError,
+    InvalidArgumentError,
+)
 
 
 @dataclass
 class Measurement:
-    """What a probe returns: named scalars (floats) and named arrays (numpy or tensors)."""
+    """What a probe returns: named scalars (floats) and named arrays (numpy or tensors), and the
+    warnings of probes that failed at this step (source → one-line reason)."""
 
     scalars: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, Any] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
 
     def update(self, other: Measurement | None) -> Measurement:
         if other is not None:
             self.scalars.update(other.scalars)
             self.arrays.update(other.arrays)
+            self.warnings.update(other.warnings)
         return self
 
     def __bool__(self) -> bool:
-        return bool(self.scalars or self.arrays)
+        return bool(self.scalars or self.arrays or self.warnings)
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -182,6 +191,14 @@ class Probe:
         """Whether ``measure`` runs at this step."""
         return self.every(step, epoch)
 
+    @classmethod
+    def writes(cls) -> tuple[str, ...]:
+        """The names (or name patterns, e.g. ``lambda_{i}``) this probe stores, from the one
+        metric schema :mod:`sgdscope.metrics`."""
+        from .. import metrics
+
+        return tuple(m.pattern for m in metrics.written_by(cls.name))
+
     def bind(self, eigenbasis: Any) -> None:
         """Check, before training starts, that this probe can work with the run's eigenbasis."""
 
@@ -228,6 +245,11 @@ class BasisProbe(Probe):
 
     def __init__(self, every: When | None = None, *, bn_mode: str | None = None, seed: int = 0):
         super().__init__(every)
+        if bn_mode is not None and bn_mode not in BN_MODES:
+            raise ConfigError(
+                f"probes[{self.name}].options.bn_mode={bn_mode!r}: expected one of {BN_MODES} "
+                "or null (the eigenbasis's)"
+            )
         self.bn_mode = bn_mode
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
@@ -259,7 +281,7 @@ class BasisProbe(Probe):
         basis = ctx.eigenbasis
         self.bind(basis)
         if basis.vectors is None:
-            raise BasisMismatchError(
+            raise EigenvectorsUnavailableError(
                 f"probe {self.name!r}: the eigenbasis has no vectors yet (never refreshed); it is "
                 "refreshed at its due steps by the ProbeSet, or call basis.ensure(step)"
             )

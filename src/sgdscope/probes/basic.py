@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .. import metrics as M
 from ._registry import register_probe
 from .base import Measurement, Probe, ProbeContext, When
 
@@ -28,7 +29,7 @@ class GradNormProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> Measurement:
         ctx.require(self.name, "grad")
-        return Measurement({"grad_norm": float(ctx.grad.double().norm())})
+        return Measurement({M.GRAD_NORM: float(ctx.grad.double().norm())})
 
 
 @register_probe("param_norm")
@@ -39,7 +40,7 @@ class ParamNormProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> Measurement:
         ctx.require(self.name, "theta")
-        return Measurement({"param_norm": float(ctx.theta.double().norm())})
+        return Measurement({M.PARAM_NORM: float(ctx.theta.double().norm())})
 
 
 @register_probe("distance")
@@ -50,7 +51,7 @@ class DistanceProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> Measurement:
         ctx.require(self.name, "theta", "theta0")
-        return Measurement({"distance": float((ctx.theta.double() - ctx.theta0.double()).norm())})
+        return Measurement({M.DISTANCE: float((ctx.theta.double() - ctx.theta0.double()).norm())})
 
 
 @register_probe("lr")
@@ -61,7 +62,7 @@ class LearningRateProbe(Probe):
     needs_vectors = False
 
     def measure(self, ctx: ProbeContext) -> Measurement:
-        return Measurement({"lr": float(ctx.lr)})
+        return Measurement({M.LR: float(ctx.lr)})
 
 
 @register_probe("grad_cosine")
@@ -89,7 +90,7 @@ class GradCosineProbe(Probe):
         self._prev_step = ctx.step
 
     def measure(self, ctx: ProbeContext) -> Measurement | None:
-        return None if self._cos is None else Measurement({"grad_cosine": self._cos})
+        return None if self._cos is None else Measurement({M.GRAD_COSINE: self._cos})
 
     def state_dict(self) -> dict[str, Any]:
         return {

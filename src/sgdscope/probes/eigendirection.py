@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import metrics as M
 from ..errors import ConfigError
 from ._functional import as_float_list, losses_along, step_projections
 from ._registry import register_probe
@@ -78,9 +79,9 @@ class EigendirectionLossProbe(BasisProbe):
             bn_mode=self.measure_mode(ctx),
             batch_size=self.eval_batch_size(ctx),
         )
-        m = Measurement(arrays={"eigen_loss_grid": self.grid.copy()})
+        m = Measurement(arrays={M.EIGEN_LOSS_GRID: self.grid.copy()})
         for i in range(self.directions):
-            m.arrays[f"eigen_loss_e{i + 1}"] = losses[i]
-            m.scalars[f"eigen_loss_cmin_e{i + 1}"] = float(self.grid[int(np.argmin(losses[i]))])
-            m.scalars[f"eigen_step_e{i + 1}"] = float(abs(ctx.lr * float(coef[i])))
+            m.arrays[M.eigen_loss_key(i + 1)] = losses[i]
+            m.scalars[M.eigen_loss_cmin_key(i + 1)] = float(self.grid[int(np.argmin(losses[i]))])
+            m.scalars[M.eigen_step_key(i + 1)] = float(abs(ctx.lr * float(coef[i])))
         return m

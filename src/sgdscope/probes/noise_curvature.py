@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .. import metrics as M
 from .._batching import iter_batches
 from ..errors import ConfigError
 from ._functional import per_sample_grads
@@ -175,14 +176,14 @@ class NoiseCurvatureProbe(BasisProbe):
         trace_h, trace_h_err = self.hessian_trace(ctx)
         return Measurement(
             scalars={
-                "noise_overlap": float((cos**2).mean()),
-                "noise_trace_C": trace_c,
-                "noise_trace_H": trace_h,
-                "noise_trace_H_stderr": trace_h_err,
-                "noise_trace_ratio": trace_c / trace_h if trace_h != 0 else math.nan,
+                M.NOISE_OVERLAP: float((cos**2).mean()),
+                M.NOISE_TRACE_C: trace_c,
+                M.NOISE_TRACE_H: trace_h,
+                M.NOISE_TRACE_H_STDERR: trace_h_err,
+                M.NOISE_TRACE_RATIO: trace_c / trace_h if trace_h != 0 else math.nan,
             },
             arrays={
-                "noise_eigenvalues_C": noise_values.double().cpu().numpy(),
-                "noise_principal_cosines": cos.cpu().numpy(),
+                M.NOISE_EIGENVALUES_C: noise_values.double().cpu().numpy(),
+                M.NOISE_PRINCIPAL_COSINES: cos.cpu().numpy(),
             },
         )

@@ -23,6 +23,7 @@ that checkpoints it resumes exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,8 +32,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
+from .. import metrics as M
+from ..errors import ConfigError, InvalidArgumentError
 from .base import Measurement, Probe, ProbeContext, When, flat_grads, flat_params
+
+ON_ERROR = ("warn", "raise")
+
+_log = logging.getLogger("sgdscope")
 
 
 def _keys(probes: Sequence[Probe]) -> list[str]:
@@ -55,6 +61,10 @@ class ProbeSet:
             ``metrics.sqlite``), an open :class:`~sgdscope.store.MetricsStore`, or None (only
             return them; the Trainer writes them itself).
         loss_fn: ``loss_fn(output, target)`` → mean loss (or give it to ``on_train_start``).
+        on_error: what a probe failing at a step does (a non-finite Hessian product, a solver
+            that breaks down, ...): ``"warn"`` (default) stores NaN for its metrics and a warning
+            row (probe, step, reason) and training goes on; ``"raise"`` stops the run. Mistakes
+            in the setup (:class:`~sgdscope.errors.ConfigError`) always raise.
 
     Attributes:
         step: the index t of the next update; epoch: the current epoch (both 0-based).
@@ -67,7 +77,13 @@ class ProbeSet:
         eigenbasis: Any = None,
         store: Any = None,
         loss_fn: Any = None,
+        on_error: str = "warn",
     ) -> None:
+        if on_error not in ON_ERROR:
+            raise InvalidArgumentError(
+                f"on_error: expected one of {', '.join(ON_ERROR)}, received {on_error!r}"
+            )
+        self.on_error = on_error
         probes = list(probes)
         for p in probes:
             if not isinstance(p, Probe):
@@ -97,6 +113,7 @@ class ProbeSet:
         self._theta: torch.Tensor | None = None
         self._restored = False
         self._refreshes_recorded = 0
+        self._last_ctx: ProbeContext | None = None  # the last step's, for on_epoch_end
         self.need_vectors = eigenbasis is not None or any(p.needs_vectors for p in self.probes)
 
     # ------------------------------------------------------------------ store
@@ -260,16 +277,21 @@ class ProbeSet:
             grad = flat_grads(self.model)
         m = Measurement()
         if loss is not None:
-            m.scalars["batch_loss"] = float(loss.detach() if torch.is_tensor(loss) else loss)
-        self._refresh_basis(t, theta, batch, m)
+            # detached: the loss a loop passes usually still holds its graph
+            m.scalars[M.BATCH_LOSS] = float(loss.detach() if torch.is_tensor(loss) else loss)
+        basis_error = self._guard("eigenbasis", lambda: self._refresh_basis(t, theta, batch, m), m)
         ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
-        for p in self.probes:
-            m.update(p.observe(ctx))
+        self._last_ctx = ctx
+        for key, p in zip(self.keys, self.probes, strict=True):
+            self._guard(key, lambda p=p: m.update(p.observe(ctx)), m, p)
             if p.due(t, self.epoch):
-                m.update(p.measure(ctx))
+                if basis_error is not None and p.uses_eigenbasis:
+                    self._failed(key, p, f"no eigenbasis at this step: {basis_error}", m)
+                else:
+                    self._guard(key, lambda p=p: m.update(p.measure(ctx)), m, p)
         if epoch_end:
-            for p in self.probes:
-                m.update(p.on_epoch_end(ctx))
+            for key, p in zip(self.keys, self.probes, strict=True):
+                self._guard(key, lambda p=p: m.update(p.on_epoch_end(ctx)), m, p)
         self._write(t, m)
         self._theta = theta_next
         self.step = t + 1
@@ -294,20 +316,54 @@ class ProbeSet:
             basis.update(t, theta=theta, batch=batch)
         # Record the cost of a refresh made at this step (here, or by the optimizer's step).
         if basis.num_refreshes != self._refreshes_recorded and basis.step == t:
-            m.scalars["eigenbasis_matvecs"] = float(basis.last_matvecs)
+            m.scalars[M.EIGENBASIS_MATVECS] = float(basis.last_matvecs)
         self._refreshes_recorded = basis.num_refreshes
 
     def on_epoch_end(self) -> Measurement:
         """Run the per-epoch hooks for the epoch that just ended (after its last ``after_step``)."""
         if self.model is None:
             raise InvalidArgumentError("call probes.on_train_start(...) first")
-        ctx = self._context(step=self.step - 1, theta=self._theta)
+        # The context of the epoch's last step, as after_step(epoch_end=True) passes it.
+        ctx = self._last_ctx
+        if ctx is None or ctx.step != self.step - 1:
+            ctx = self._context(step=self.step - 1, theta=self._theta)
         m = Measurement()
-        for p in self.probes:
-            m.update(p.on_epoch_end(ctx))
+        for key, p in zip(self.keys, self.probes, strict=True):
+            self._guard(key, lambda p=p: m.update(p.on_epoch_end(ctx)), m, p)
         self._write(self.step - 1, m)
         self.epoch += 1
         return m
+
+    # ------------------------------------------------------------------ failures
+    def _guard(self, key: str, call: Any, m: Measurement, probe: Probe | None = None) -> Any:
+        """Run one probe hook (or the basis refresh); with ``on_error="warn"`` a failure becomes
+        NaN metrics and a warning instead of ending the run. Returns the error, or None."""
+        try:
+            call()
+        except (KeyboardInterrupt, ConfigError):
+            raise
+        except Exception as e:
+            if self.on_error == "raise":
+                raise
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+            self._failed(key, probe, reason, m)
+            return reason
+        return None
+
+    def _failed(self, key: str, probe: Probe | None, reason: str, m: Measurement) -> None:
+        _log.warning(
+            "step %d: %s failed (%s); its metrics are NaN at this step", self.step, key, reason
+        )
+        m.warnings[key] = reason
+        if probe is None:
+            return
+        for name in probe.writes():
+            if (
+                "{" not in name
+                and M.describe(name) is not None
+                and M.describe(name).kind == M.SCALAR
+            ):
+                m.scalars.setdefault(name, math.nan)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

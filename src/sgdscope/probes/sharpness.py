@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import metrics as M
 from ..curvature import frobenius_norm, hutchinson_trace, lanczos
 from ..errors import ConfigError
 from ._registry import register_probe
@@ -99,12 +100,12 @@ class SharpnessProbe(BasisProbe):
         values = basis.values
         scalars: dict[str, float] = {}
         for i, lam in enumerate(values.tolist(), start=1):
-            scalars[f"lambda_{i}"] = float(lam)
+            scalars[M.lambda_key(i)] = float(lam)
         if basis.lambda_min is not None:
-            scalars["lambda_min"] = float(basis.lambda_min)
-            scalars["spectral_norm"] = basis.spectral_norm
+            scalars[M.LAMBDA_MIN] = float(basis.lambda_min)
+            scalars[M.SPECTRAL_NORM] = basis.spectral_norm
         beta = momentum_of(ctx.optimizer)
-        scalars["stability"] = float(ctx.lr) * float(values[0]) / (2.0 + 2.0 * beta)
+        scalars[M.STABILITY] = float(ctx.lr) * float(values[0]) / (2.0 + 2.0 * beta)
         # The basis was refreshed for this step (here, by the runner or by the optimizer): its
         # Lanczos products are part of this measurement's cost.
         matvecs = basis.last_matvecs
@@ -113,13 +114,13 @@ class SharpnessProbe(BasisProbe):
             op = basis.operator(theta=ctx.theta)
             if self.trace_samples:
                 tr = hutchinson_trace(op, self.trace_samples, seed=seed)
-                scalars["hessian_trace"] = tr.estimate
-                scalars["hessian_trace_se"] = tr.stderr
+                scalars[M.HESSIAN_TRACE] = tr.estimate
+                scalars[M.HESSIAN_TRACE_SE] = tr.stderr
                 matvecs += tr.num_matvecs
             if self.fro_samples:
                 fro = frobenius_norm(op, self.fro_samples, seed=seed + 1)
-                scalars["hessian_fro"] = fro.estimate
-                scalars["hessian_fro_se"] = fro.stderr
+                scalars[M.HESSIAN_FRO] = fro.estimate
+                scalars[M.HESSIAN_FRO_SE] = fro.stderr
                 matvecs += fro.num_matvecs
             op.release()
         if self.per_layer:
@@ -136,11 +137,11 @@ class SharpnessProbe(BasisProbe):
                     v0=None if v0 is None else v0.to(device=lop.device, dtype=lop.dtype),
                     seed=seed,
                 )
-                scalars[f"lambda_1/{group}"] = float(lres.eigenvalues[0])
+                scalars[M.layer_lambda_key(group)] = float(lres.eigenvalues[0])
                 self._layer_vectors[group] = lres.eigenvectors[:, 0].detach().clone()
                 matvecs += lres.num_matvecs
-        scalars["hessian_matvecs"] = float(matvecs)
-        return Measurement(scalars, {"eigenvalues": values.numpy().astype(np.float64)})
+        scalars[M.HESSIAN_MATVECS] = float(matvecs)
+        return Measurement(scalars, {M.EIGENVALUES: values.numpy().astype(np.float64)})
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import metrics as M
 from ..errors import ConfigError
 from ._functional import as_float_list, losses_along, step_projections
 from ._registry import register_probe
 from .base import BasisProbe, Measurement, ProbeContext, When
 
 RANDOM_SCALES = ("projection", "matched")
-
-
-def _fmt(alpha: float) -> str:
-    return f"{alpha:g}"
 
 
 @register_probe("step_scale")
@@ -102,6 +99,7 @@ class StepScaleProbe(BasisProbe):
         vectors, _ = self.eigenvectors(ctx, kmax)
         lr = float(ctx.lr)
         u_dirs, coef = step_projections(ctx.grad, vectors, lr)  # (kmax, n): u along each e_i
+        # Subspaces: k<k> (the top-k step), e<i> (the step along e_i), random (the baseline).
         steps: dict[str, torch.Tensor] = {}
         for k in self.ks:
             steps[f"k{k}"] = u_dirs[:k].sum(dim=0)
@@ -126,14 +124,14 @@ class StepScaleProbe(BasisProbe):
             with_base=True,
         )
         delta = losses - float(base)  # type: ignore[arg-type]  # (S, A)
-        m = Measurement(arrays={"alpha_test_alphas": self.alphas.copy()})
+        m = Measurement(arrays={M.ALPHA_TEST_ALPHAS: self.alphas.copy()})
         for s, row in zip(names, delta, strict=True):
             for alpha, d in zip(self.alphas, row, strict=True):
-                key = f"alpha_test_{s}_a{_fmt(alpha)}"
+                key = M.alpha_test_key(s, float(alpha))
                 m.scalars[key] = float(d)
                 self._accumulate(key, float(d))
             if s.startswith("k"):
-                m.arrays[f"alpha_test_{s}"] = row.copy()
+                m.arrays[M.alpha_test_array_key(int(s[1:]))] = row.copy()
         return m
 
     def _accumulate(self, key: str, value: float) -> None:
@@ -149,10 +147,10 @@ class StepScaleProbe(BasisProbe):
         m = Measurement()
         count = 0.0
         for key, (total, n) in self._sums.items():
-            suffix = key.removeprefix("alpha_test_")
-            m.scalars[f"alpha_test_epoch_{suffix}"] = total / n
+            subspace, alpha = M.parse_alpha_test(key)  # type: ignore[misc]
+            m.scalars[M.alpha_test_key(subspace, alpha, epoch=True)] = total / n
             count = max(count, n)
-        m.scalars["alpha_test_epoch_count"] = count
+        m.scalars[M.ALPHA_TEST_EPOCH_COUNT] = count
         self._sums = {}
         return m
 

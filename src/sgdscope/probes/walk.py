@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics as M
 from .._defaults import BN_MODES, DEFAULT_BN_MODE
 from ..errors import ConfigError, InvalidArgumentError
 from ..landscape.interpolate import interpolate
@@ -150,16 +151,16 @@ class WalkProbe(Probe):
 
         return Measurement(
             scalars={
-                "valley_floor": stats.floor,
-                "alpha_star": stats.alpha_star,
-                "height": stats.height,
-                "barrier": float(stats.barrier),
-                "barrier_height": stats.barrier_height,
-                "barrier_height_rel": stats.barrier_height_rel,
-                "minimum_inside": float(stats.minimum_inside),
-                "walk_on_probe": float(self.split == "probe"),
+                M.VALLEY_FLOOR: stats.floor,
+                M.ALPHA_STAR: stats.alpha_star,
+                M.HEIGHT: stats.height,
+                M.BARRIER: float(stats.barrier),
+                M.BARRIER_HEIGHT: stats.barrier_height,
+                M.BARRIER_HEIGHT_REL: stats.barrier_height_rel,
+                M.MINIMUM_INSIDE: float(stats.minimum_inside),
+                M.WALK_ON_PROBE: float(self.split == "probe"),
             },
-            arrays={"interp_loss": curve.losses},
+            arrays={M.INTERP_LOSS: curve.losses},
         )
 
     def on_epoch_end(self, ctx: ProbeContext) -> Measurement | None:
@@ -171,11 +172,11 @@ class WalkProbe(Probe):
         steps = len(h)
         out = Measurement(
             scalars={
-                "epoch_height_mean": float(h.mean()),
-                "epoch_height_std": float(h.std()),
-                "epoch_barriers": float(self._barriers),
-                "epoch_min_inside_frac": self._inside / steps,
-                "epoch_walk_steps": float(steps),
+                M.EPOCH_HEIGHT_MEAN: float(h.mean()),
+                M.EPOCH_HEIGHT_STD: float(h.std()),
+                M.EPOCH_BARRIERS: float(self._barriers),
+                M.EPOCH_MIN_INSIDE_FRAC: self._inside / steps,
+                M.EPOCH_WALK_STEPS: float(steps),
             }
         )
         self._reset(None)

@@ -6,6 +6,13 @@ A recipe file holds ``title``, ``paper`` (A or B), ``reproduces`` (the figure / 
 points: the recipe is then a sweep) and ``variants``: ``small`` runs on embedded data in minutes
 on 2 CPU cores; ``paper`` uses the paper's dataset, model and hyper-parameters. A variant lists
 ``overrides`` (dotted ``key=value``) and may replace the ``grid``.
+
+Recipes marked ``demo: true`` are the experiments ``sgdscope demo`` runs: variants ``small`` (the
+demo) and ``quick`` (a few steps per run, a smoke test), no ``paper`` variant.
+
+``seeds: [0, 1, 2]`` (top level, or per variant to replace it) makes seeds a sweep axis crossed
+with the grid: ``sgdscope sweep`` runs every grid point at every seed (``--seeds`` replaces the
+list). ``sgdscope run`` on a recipe without a grid trains once, at the config's own ``seed``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 import yaml
 
 from .._registry import closest
+from ..config.grid import check_seeds
 from ..errors import ConfigError
 
 VARIANTS = ("small", "paper")
@@ -34,6 +42,8 @@ class Recipe:
     grid: Any = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    demo: bool = False
+    seeds: list[int] | None = None
 
     def resolve(self, variant: str = "small") -> tuple[dict[str, Any], Any, list[str]]:
         """``(config, grid, overrides)`` of a variant."""
@@ -46,9 +56,23 @@ class Recipe:
         grid = v.get("grid", self.grid)
         return dict(self.config), grid, list(v.get("overrides", []))
 
+    def variant_seeds(self, variant: str = "small") -> list[int] | None:
+        """The seeds a variant sweeps over: its own ``seeds``, else the recipe's, else None (one
+        run per grid point at the config's ``seed``)."""
+        self.resolve(variant)  # the same error for an unknown variant
+        v = self.variants[variant] or {}
+        return list(v["seeds"]) if v.get("seeds") is not None else self.seeds
+
     @property
     def is_sweep(self) -> bool:
-        return bool(self.grid) or any(bool((v or {}).get("grid")) for v in self.variants.values())
+        return (
+            bool(self.grid)
+            or len(self.seeds or []) > 1
+            or any(
+                bool((v or {}).get("grid")) or len((v or {}).get("seeds") or []) > 1
+                for v in self.variants.values()
+            )
+        )
 
 
 def _recipe_dir() -> Path:
@@ -60,6 +84,8 @@ def _parse(path: Path) -> Recipe:
     missing = {"title", "paper", "config", "variants"} - set(data)
     if missing:
         raise ConfigError(f"recipe {path}: missing {sorted(missing)}")
+    for name, v in (data["variants"] or {}).items():
+        _seeds((v or {}).get("seeds"), f"recipe {path.stem}: variants.{name}.seeds")
     return Recipe(
         name=path.stem,
         title=data["title"],
@@ -70,12 +96,20 @@ def _parse(path: Path) -> Recipe:
         grid=data.get("grid"),
         variants=data["variants"],
         path=path,
+        demo=bool(data.get("demo", False)),
+        seeds=_seeds(data.get("seeds"), f"recipe {path.stem}: seeds"),
     )
 
 
-def list_recipes() -> list[Recipe]:
-    """Every packaged recipe, sorted by name."""
-    return [_parse(p) for p in sorted(_recipe_dir().glob("*.yaml"))]
+def _seeds(value: Any, where: str) -> list[int] | None:
+    return None if value is None else check_seeds(value, where)
+
+
+def list_recipes(*, demo: bool | None = None) -> list[Recipe]:
+    """Every packaged recipe, sorted by name (``demo=True``: only the demo's, ``False``: only
+    the papers' figures and tables)."""
+    recipes = [_parse(p) for p in sorted(_recipe_dir().glob("*.yaml"))]
+    return recipes if demo is None else [r for r in recipes if r.demo == demo]
 
 
 def recipe_names() -> list[str]:
@@ -118,3 +152,12 @@ def resolve_source(
         raise ConfigError(f"config file {str(path)!r} not found")
     recipe = get_recipe(str(source))
     return recipe.resolve(variant)
+
+
+def resolve_seeds(source: str | Path, variant: str = "small") -> list[int] | None:
+    """The seeds ``sgdscope sweep SOURCE`` crosses with the grid: a recipe variant's, None for a
+    plain config file (or a recipe without seeds)."""
+    path = Path(source)
+    if path.exists() and not is_recipe_file(path):
+        return None
+    return get_recipe(str(source)).variant_seeds(variant)

@@ -1,5 +1,6 @@
 """Reports: the papers' figures, the findings judge, and one self-contained HTML page."""
 
+from ._data import RunSelection, sgd_runs
 from .figures import (
     RUN_FIGURES,
     RUN_TABLES,
@@ -36,6 +37,7 @@ from .findings import (
 )
 from .html import write_report
 from .style import save_figure, style
+from .tables import SWEEP_TABLES, sharpness_table, walk_table
 
 __all__ = [
     # the page
@@ -71,9 +73,15 @@ __all__ = [
     "walk_vs_hparams",
     # tables
     "RUN_TABLES",
+    "SWEEP_TABLES",
     "alpha_test_table",
     "barrier_table",
     "height_table",
+    "sharpness_table",
+    "walk_table",
+    # which runs a comparison uses
+    "RunSelection",
+    "sgd_runs",
     # style
     "save_figure",
     "style",

@@ -8,7 +8,6 @@ A *sweep* here is anything with ``.path``, ``.runs`` (list of :class:`~sgdscope.
 from __future__ import annotations
 
 import math
-import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,8 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import metrics as M
 from ..errors import SgdscopeError
-from ..store import Run, is_run_dir, load_run
+from ..store import Run, is_run_dir, load_run, summarize_run
+from ..store.summary import lambda1 as lambda1
+from ..store.summary import scalar_series
+from ..store.summary import series as series
+from ..store.summary import spectral_norm as spectral_norm
 from ..sweep import is_sweep_dir, load_sweep
 
 #: Config keys that differ between runs without being experimental factors.
@@ -155,39 +159,14 @@ def _short(v: Any) -> str:
 
 
 # --------------------------------------------------------------------------- one run
-# Per-run caches: figures and rules read the same scalars many times, and filtering the long
-# frame once per read dominates the cost of judging a sweep. Weak keys: they go with the Run.
-_SERIES: weakref.WeakKeyDictionary[Run, dict[str, pd.Series]] = weakref.WeakKeyDictionary()
-_METRICS: weakref.WeakKeyDictionary[Run, dict[str, float]] = weakref.WeakKeyDictionary()
+# Array names are read once per Run (weak keys: the cache goes with the Run); scalars are read
+# through the run summary's per-Run cache, so figures, findings and the summary share one read.
 _ARRAY_NAMES: weakref.WeakKeyDictionary[Run, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-def _all_series(run: Run) -> dict[str, pd.Series]:
-    cached = _SERIES.get(run)
-    if cached is None:
-        df = run.scalars
-        cached = {}
-        for name, g in df.groupby("name", sort=False):
-            v = g.value.to_numpy(dtype=float)
-            ok = np.isfinite(v)
-            if ok.any():
-                cached[str(name)] = pd.Series(v[ok], index=g.step.to_numpy()[ok], name=str(name))
-        _SERIES[run] = cached
-    return cached
-
-
-def has(run: Run, name: str) -> bool:
-    return name in _all_series(run)
 
 
 def scalar_names(run: Run) -> list[str]:
     """Names of the scalars with at least one finite value."""
-    return list(_all_series(run))
-
-
-def series(run: Run, name: str) -> pd.Series | None:
-    """A scalar by step, finite values only; None when absent."""
-    return _all_series(run).get(name)
+    return list(scalar_series(run))
 
 
 def array_or_none(run: Run, name: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -201,7 +180,7 @@ def array_or_none(run: Run, name: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def total_steps(run: Run) -> int:
     """The number of updates the run made (its largest step)."""
-    return int(run.scalars.step.max()) if len(run.scalars) else 0
+    return int(summarize_run(run)["last_step"])
 
 
 def lr_value(run: Run) -> float:
@@ -227,101 +206,105 @@ def optim_option(run: Run, key: str) -> Any:
     return (run.config.get("optim", {}).get("options") or {}).get(key)
 
 
+def schedule_name(run: Run) -> str:
+    return str(run.config.get("schedule", {}).get("name", "constant"))
+
+
 def lr_at(run: Run, steps: np.ndarray) -> np.ndarray:
     """η_t at the given steps: the ``lr`` scalar where stored, else the config's η."""
-    lr = series(run, "lr")
+    lr = series(run, M.LR)
     if lr is None:
         return np.full(len(steps), lr_value(run))
     return np.interp(steps, lr.index.to_numpy(float), lr.to_numpy(float))
 
 
-_LAMBDA = re.compile(r"^lambda_(\d+)$")
-
-
 def eigenvalues(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps (S,), top-k eigenvalues (S, k), descending) from ``eigenvalues`` or ``lambda_i``."""
-    arr = array_or_none(run, "eigenvalues")
+    arr = array_or_none(run, M.EIGENVALUES)
     if arr is not None and arr[1].dtype != object and arr[1].ndim == 2:
         return arr[0], arr[1].astype(float)
-    names = sorted(
-        {n for n in scalar_names(run) if _LAMBDA.match(n)},
-        key=lambda n: int(_LAMBDA.match(n).group(1)),  # type: ignore[union-attr]
-    )
-    if not names:
+    index = {n: i for n in scalar_names(run) if (i := M.parse_lambda(n)) is not None}
+    if not index:
         return None
+    names = sorted(index, key=index.__getitem__)
     w = run.wide(names).dropna(how="all")
     return w.index.to_numpy(np.int64), w[names].to_numpy(float)
 
 
-def lambda1(run: Run) -> pd.Series | None:
-    """λ₁ by step (from ``lambda_1``, else the first column of ``eigenvalues``)."""
-    s = series(run, "lambda_1")
-    if s is not None:
-        return s
-    ev = eigenvalues(run)
-    if ev is None:
-        return None
-    s = pd.Series(ev[1][:, 0], index=ev[0], name="lambda_1")
-    s = s[np.isfinite(s.to_numpy())]
-    return s if len(s) else None
-
-
-def final(run: Run, name: str) -> float:
-    s = series(run, name)
-    return float(s.iloc[-1]) if s is not None else math.nan
-
-
-def mean(run: Run, name: str) -> float:
-    s = series(run, name)
-    return float(s.mean()) if s is not None else math.nan
-
-
-def run_metrics(run: Run) -> dict[str, float]:
-    """The per-run numbers sweep figures and findings compare."""
-    cached = _METRICS.get(run)
-    if cached is None:
-        cached = _METRICS[run] = _run_metrics(run)
-    return dict(cached)
-
-
-def _run_metrics(run: Run) -> dict[str, float]:
-    lam = lambda1(run)
-    out = {
-        "final_train_loss": final(run, "train_loss"),
-        "final_val_acc": final(run, "val_acc"),
-        "final_test_acc": final(run, "test_acc"),
-        "final_param_norm": final(run, "param_norm"),
-        "final_distance": final(run, "distance"),
-        "mean_grad_cosine": mean(run, "grad_cosine"),
-        "mean_height": mean(run, "height"),
-        "peak_lambda_1": math.nan,
-        "peak_lambda_1_step": math.nan,
-        "final_lambda_1": math.nan,
-    }
-    if lam is not None:
-        out["peak_lambda_1"] = float(lam.max())
-        out["peak_lambda_1_step"] = float(lam.idxmax())
-        out["final_lambda_1"] = float(lam.iloc[-1])
-    return out
-
-
 def sweep_frame(sweep: Any) -> pd.DataFrame:
-    """One row per run: ``run``, ``status``, each grid key (batch size numeric, full → inf),
-    ``optim.name``, and :func:`run_metrics`."""
+    """One row per run: ``run``, each grid key, ``optim.lr``, ``train.batch_size`` (numeric,
+    full → inf), ``optim.name``, ``schedule.name``, then :func:`~sgdscope.store.summarize_run`'s
+    fields (``status``, ``diverged``, ``final_*``, ``peak_*``, ``mean_*``, ...)."""
     keys = grid_keys(sweep)
     rows = []
     for r in sweep.runs:
         flat = flatten(r.config)
-        row: dict[str, Any] = {"run": r.name, "status": r.status}
+        row: dict[str, Any] = {"run": r.name}
         for k in keys:
             row[k] = flat.get(k)
         row[LR_KEY] = lr_value(r)
         row[BATCH_KEY] = batch_value(r)
         row["optim.name"] = optim_name(r)
-        row["schedule.name"] = str(r.config.get("schedule", {}).get("name", "constant"))
-        row.update(run_metrics(r))
+        row["schedule.name"] = schedule_name(r)
+        row.update(summarize_run(r))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the SGD runs
+#: Statuses whose runs are not evidence: their numbers stop where training broke.
+UNUSABLE_STATUSES = ("diverged", "failed")
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    """A subset of a sweep's runs, with the reason each other run was left out.
+
+    Attributes:
+        runs: the runs selected, in the sweep's order.
+        frame: :func:`sweep_frame` restricted to those runs (same order).
+        keys: the sweep's grid keys.
+        excluded: run name → why it was left out.
+    """
+
+    runs: list[Run]
+    frame: pd.DataFrame
+    keys: list[str]
+    excluded: dict[str, str]
+
+
+def sgd_runs(sweep: Any) -> RunSelection:
+    """The runs that the papers' η / S comparisons are about, for figures and findings alike.
+
+    Kept: plain SGD (``optim.name == "sgd"``, full batch included: GD is S = ∞) whose status is
+    not diverged or failed, with the most common schedule among those (other optimizers and
+    schedules have their own figures and findings; mixing schedules would confound η).
+    """
+    sweep = as_sweep(sweep)
+    frame = sweep_frame(sweep)
+    excluded: dict[str, str] = {}
+    keep = []
+    for i, row in frame.iterrows():
+        if row["optim.name"] != "sgd":
+            excluded[row["run"]] = f"optimizer {row['optim.name']}, not plain SGD"
+        elif row["status"] in UNUSABLE_STATUSES:
+            excluded[row["run"]] = f"status {row['status']}"
+        else:
+            keep.append(i)
+    if keep:
+        schedules = frame.loc[keep, "schedule.name"]
+        common = schedules.mode().iloc[0]
+        for i in list(keep):
+            if schedules[i] != common:
+                excluded[frame.at[i, "run"]] = f"schedule {schedules[i]}, not {common}"
+                keep.remove(i)
+    runs = list(sweep.runs)
+    return RunSelection(
+        [runs[i] for i in keep],
+        frame.loc[keep].reset_index(drop=True),
+        grid_keys(sweep),
+        excluded,
+    )
 
 
 # --------------------------------------------------------------------------- statistics

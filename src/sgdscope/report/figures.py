@@ -9,7 +9,6 @@ was not configured). Tables come back as pandas DataFrames. Steps are updates: s
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .. import metrics as M
 from ..store import Run
 from ._data import (
     BATCH_KEY,
@@ -34,8 +34,10 @@ from ._data import (
     optim_name,
     run_label,
     scalar_names,
+    schedule_name,
     series,
-    sweep_frame,
+    sgd_runs,
+    spectral_norm,
 )
 from .style import REFERENCE, TEXT_WIDTH, color, new_figure, save_figure, styled
 
@@ -66,11 +68,11 @@ def _positive_log(ax: Axes, values: np.ndarray) -> None:
 @styled
 def training_curves(run: Run) -> Figure | None:
     """Loss and accuracy along training: mini-batch loss per step, evaluations per epoch."""
-    batch = series(run, "batch_loss")
-    evals = {s: series(run, f"{s}_loss") for s in ("train", "val", "test")}
+    batch = series(run, M.BATCH_LOSS)
+    evals = {s: series(run, M.loss_key(s)) for s in ("train", "val", "test")}
     if batch is None and all(v is None for v in evals.values()):
         return None
-    accs = {s: series(run, f"{s}_acc") for s in ("train", "val", "test")}
+    accs = {s: series(run, M.acc_key(s)) for s in ("train", "val", "test")}
     has_acc = any(v is not None for v in accs.values())
     fig, axes = new_figure(1, 2 if has_acc else 1, height=2.6)
     ax = axes[0]
@@ -116,6 +118,9 @@ def eigenvalue_evolution(run: Run, *, max_k: int = 10) -> Figure | None:
             ms=2.5,
             label=f"λ{_sub(i + 1)}",
         )
+    norm = spectral_norm(run)
+    if norm is not None:
+        ax.plot(norm.index, norm.to_numpy(), ":", color="black", label="‖H‖₂")
     beta = float(run.config.get("optim", {}).get("momentum", 0.0) or 0.0)
     line = 2 * (1 + beta) / lr_at(run, steps)
     ax.plot(steps, line, "--", color=REFERENCE, label="2/η" if beta == 0 else "2(1+β)/η")
@@ -137,12 +142,12 @@ def _sub(i: int) -> str:
 def layer_sharpness(run: Run) -> Figure | None:
     """λ₁ of each parameter group's diagonal Hessian block over training (``lambda_1/<group>``,
     the sharpness probe with ``per_layer``), with the whole network's λ₁ for reference."""
-    names = sorted(n for n in scalar_names(run) if n.startswith("lambda_1/"))
+    names = sorted(n for n in scalar_names(run) if M.parse_layer_lambda(n) is not None)
     if not names:
         return None
     fig, (ax,) = new_figure(width=TEXT_WIDTH * 0.7, height=2.8)
     allv = []
-    whole = series(run, "lambda_1")
+    whole = series(run, M.lambda_key(1))
     if whole is not None:
         ax.plot(whole.index, whole.to_numpy(), "--", color=REFERENCE, label="whole network")
         allv.append(whole.to_numpy())
@@ -156,7 +161,7 @@ def layer_sharpness(run: Run) -> Figure | None:
                 ms=2.5,
                 ls=("-", "--", ":")[(i // 8) % 3],
                 color=color(i),
-                label=_layer_label(n.split("/", 1)[1]),
+                label=_layer_label(str(M.parse_layer_lambda(n))),
             )
             allv.append(s.to_numpy())
     if not allv:
@@ -174,20 +179,12 @@ def _layer_label(group: str) -> str:
     return f"layer {group}" if group.split(".")[-1].isdigit() else group
 
 
-_DENSITY_NAMES = (
-    ("density_grid", "density"),
-    ("spectral_density_grid", "spectral_density"),
-    ("esd_grid", "esd"),
-)
-
-
 def _density_arrays(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    for grid_name, dens_name in _DENSITY_NAMES:
-        grid = array_or_none(run, grid_name)
-        dens = array_or_none(run, dens_name)
-        if grid is not None and dens is not None:
-            return grid[0], grid[1], dens[1]
-    return None
+    grid = array_or_none(run, M.DENSITY_GRID)
+    dens = array_or_none(run, M.DENSITY)
+    if grid is None or dens is None:
+        return None
+    return grid[0], grid[1], dens[1]
 
 
 @styled
@@ -223,17 +220,12 @@ def _spread(n: int, m: int) -> list[int]:
     return sorted({round(x) for x in np.linspace(0, n - 1, m)})
 
 
-_ALIGN = re.compile(r"^alignment_(\d+)$")
-
-
 @styled
 def alignment(run: Run, *, max_k: int = 5) -> Figure | None:
     """|cos(g_t, e_i)| over training for the top eigenvectors, against a random direction
     (paper A, Fig. 5)."""
-    names = sorted(
-        (n for n in scalar_names(run) if _ALIGN.match(n)),
-        key=lambda n: int(n.rsplit("_", 1)[1]),
-    )[:max_k]
+    index = {n: i for n in scalar_names(run) if (i := M.parse_alignment(n)) is not None}
+    names = sorted(index, key=index.__getitem__)[:max_k]
     if not names:
         return None
     fig, (ax,) = new_figure(width=TEXT_WIDTH * 0.7, height=2.8)
@@ -244,7 +236,7 @@ def alignment(run: Run, *, max_k: int = 5) -> Figure | None:
             fmt = "o-" if len(s) < 30 else "-"
             ax.plot(s.index, s.to_numpy(), fmt, color=color(i), label=f"e{_sub(i + 1)}")
             allv.append(s.to_numpy())
-    rnd = series(run, "alignment_random")
+    rnd = series(run, M.ALIGNMENT_RANDOM)
     if rnd is not None:
         ax.plot(rnd.index, rnd.to_numpy(), "--", color=REFERENCE, label="random direction")
         allv.append(rnd.to_numpy())
@@ -262,8 +254,8 @@ def alignment(run: Run, *, max_k: int = 5) -> Figure | None:
 def eigen_loss(run: Run, *, direction: int = 1, max_curves: int = 6) -> Figure | None:
     """Probe-set loss along the top eigenvector around θ_t, L(θ_t + c·u₁(t)) − L(θ_t), for
     several steps t; c = 1 is where SGD's step lands in that direction (paper A)."""
-    arr = array_or_none(run, f"eigen_loss_e{direction}")
-    grid = array_or_none(run, "eigen_loss_grid")
+    arr = array_or_none(run, M.eigen_loss_key(direction))
+    grid = array_or_none(run, M.EIGEN_LOSS_GRID)
     if arr is None or grid is None or arr[1].dtype == object or grid[1].dtype == object:
         return None
     steps, losses = arr
@@ -301,15 +293,12 @@ def eigen_loss(run: Run, *, direction: int = 1, max_curves: int = 6) -> Figure |
     return fig
 
 
-_ALPHA = re.compile(r"^alpha_test_(k\d+|random)_a([0-9.e+-]+)$")
-
-
 def alpha_test_table(run: Run) -> pd.DataFrame | None:
     """ΔL(α) averaged over the measurements: rows (direction, α) with mean, sem, count."""
     rows = []
     for name in scalar_names(run):
-        m = _ALPHA.match(name)
-        if not m:
+        parsed = M.parse_alpha_test(name)
+        if parsed is None or parsed[0].startswith("e"):  # per-direction rows: not in this table
             continue
         s = series(run, name)
         if s is None:
@@ -318,8 +307,8 @@ def alpha_test_table(run: Run) -> pd.DataFrame | None:
         sem = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
         rows.append(
             {
-                "direction": m.group(1),
-                "alpha": float(m.group(2)),
+                "direction": parsed[0],
+                "alpha": parsed[1],
                 "mean": float(v.mean()),
                 "sem": sem,
                 "count": len(v),
@@ -373,7 +362,7 @@ def walk(run: Run, *, max_segments: int = 40, start: int = 0) -> Figure | None:
     junction x = i + 1 is θ_{t_i + 1} when the measured steps are consecutive; tick labels give
     the steps.
     """
-    arr = array_or_none(run, "interp_loss")
+    arr = array_or_none(run, M.INTERP_LOSS)
     if arr is None or arr[1].dtype == object:
         return None
     steps, curves = arr
@@ -383,8 +372,8 @@ def walk(run: Run, *, max_segments: int = 40, start: int = 0) -> Figure | None:
         return None
     k = curves.shape[1]
     alphas = np.linspace(0.0, 1.0, k)
-    cos = series(run, "grad_cosine")
-    dist = series(run, "distance")
+    cos = series(run, M.GRAD_COSINE)
+    dist = series(run, M.DISTANCE)
     panels = 1 + (cos is not None) + (dist is not None)
     fig, axes = new_figure(
         panels,
@@ -396,8 +385,8 @@ def walk(run: Run, *, max_segments: int = 40, start: int = 0) -> Figure | None:
     )
     ax = axes[0]
     floor_x, floor_y = [], []
-    floors = series(run, "valley_floor")
-    astars = series(run, "alpha_star")
+    floors = series(run, M.VALLEY_FLOOR)
+    astars = series(run, M.ALPHA_STAR)
     for i, (t, y) in enumerate(zip(steps, curves, strict=True)):
         ax.plot(
             i + alphas,
@@ -446,8 +435,8 @@ def walk(run: Run, *, max_segments: int = 40, start: int = 0) -> Figure | None:
 def noise_curvature(run: Run) -> Figure | None:
     """Overlap of the top-k eigenspaces of the gradient-noise covariance C and the Hessian H,
     and tr(C) / tr(H), over training (paper B §4; beyond both papers)."""
-    overlap = series(run, "noise_overlap")
-    ratio = series(run, "noise_trace_ratio")
+    overlap = series(run, M.NOISE_OVERLAP)
+    ratio = series(run, M.NOISE_TRACE_RATIO)
     if overlap is None and ratio is None:
         return None
     panels = [
@@ -474,18 +463,18 @@ def _epoch_frame(run: Run, names: list[str]) -> pd.DataFrame | None:
 
 def height_table(run: Run) -> pd.DataFrame | None:
     """Paper B, Table 2: height above the valley floor per epoch (mean ± std over its steps)."""
-    w = _epoch_frame(run, ["epoch_height_mean", "epoch_height_std", "epoch_walk_steps"])
-    if w is not None and "epoch_height_mean" in w:
+    w = _epoch_frame(run, [M.EPOCH_HEIGHT_MEAN, M.EPOCH_HEIGHT_STD, M.EPOCH_WALK_STEPS])
+    if w is not None and M.EPOCH_HEIGHT_MEAN in w:
         out = pd.DataFrame(
             {
                 "epoch": w.epoch.astype(int) + 1,
-                "height mean": w["epoch_height_mean"],
-                "height std": w.get("epoch_height_std", np.nan),
-                "walk steps": w.get("epoch_walk_steps", np.nan),
+                "height mean": w[M.EPOCH_HEIGHT_MEAN],
+                "height std": w.get(M.EPOCH_HEIGHT_STD, np.nan),
+                "walk steps": w.get(M.EPOCH_WALK_STEPS, np.nan),
             }
         )
         return out.reset_index(drop=True)
-    df = run.scalars[run.scalars.name == "height"]
+    df = run.scalars[run.scalars.name == M.HEIGHT]
     if df.empty:
         return None
     g = df.groupby("epoch").value
@@ -502,23 +491,23 @@ def height_table(run: Run) -> pd.DataFrame | None:
 def barrier_table(run: Run) -> pd.DataFrame | None:
     """Paper B, Table 1: barriers crossed per epoch (and the share of curves with an interior
     minimum)."""
-    w = _epoch_frame(run, ["epoch_barriers", "epoch_walk_steps", "epoch_min_inside_frac"])
-    if w is not None and "epoch_barriers" in w:
-        steps = w.get("epoch_walk_steps", np.nan)
+    w = _epoch_frame(run, [M.EPOCH_BARRIERS, M.EPOCH_WALK_STEPS, M.EPOCH_MIN_INSIDE_FRAC])
+    if w is not None and M.EPOCH_BARRIERS in w:
+        steps = w.get(M.EPOCH_WALK_STEPS, np.nan)
         return pd.DataFrame(
             {
                 "epoch": w.epoch.astype(int) + 1,
-                "barriers": w["epoch_barriers"].astype(int),
+                "barriers": w[M.EPOCH_BARRIERS].astype(int),
                 "walk steps": steps,
-                "barrier share": w["epoch_barriers"] / steps,
-                "min inside share": w.get("epoch_min_inside_frac", np.nan),
+                "barrier share": w[M.EPOCH_BARRIERS] / steps,
+                "min inside share": w.get(M.EPOCH_MIN_INSIDE_FRAC, np.nan),
             }
         ).reset_index(drop=True)
-    b = run.scalars[run.scalars.name == "barrier"]
+    b = run.scalars[run.scalars.name == M.BARRIER]
     if b.empty:
         return None
     g = b.groupby("epoch").value
-    inside = run.scalars[run.scalars.name == "minimum_inside"].groupby("epoch").value.mean()
+    inside = run.scalars[run.scalars.name == M.MINIMUM_INSIDE].groupby("epoch").value.mean()
     return pd.DataFrame(
         {
             "epoch": g.sum().index.astype(int) + 1,
@@ -591,18 +580,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _sgd_frame(sweep: Any) -> pd.DataFrame:
-    """Plain-SGD runs with the sweep's most common schedule: the η / S comparisons of the papers
-    (other optimizers and schedules have their own figures)."""
-    frame = sweep_frame(as_sweep(sweep))
-    frame = frame[frame["optim.name"] == "sgd"]
-    if "schedule.name" in frame and frame["schedule.name"].notna().any():
-        frame = frame[frame["schedule.name"] == frame["schedule.name"].mode().iloc[0]]
-    return frame
-
-
 def _sweep_grid(sweep: Any, ys: list[tuple[str, str]], title: str) -> Figure | None:
-    frame = _sgd_frame(sweep)
+    frame = sgd_runs(sweep).frame
     if frame.empty:
         return None
     ys = [(y, lab) for y, lab in ys if y in frame and np.isfinite(frame[y].astype(float)).any()]
@@ -708,9 +687,9 @@ def _labels(runs: list[Run], keys: list[str]) -> list[str]:
 
 @styled
 def lambda_runs(sweep: Any) -> Figure | None:
-    """λ₁ over training for each plain-SGD run of a sweep (paper A, Fig. 1), log scale."""
-    runs = [r for r in _runs(sweep) if optim_name(r) == "sgd"]
-    curves = [(r, lambda1(r)) for r in runs]
+    """λ₁ over training for each SGD run of a sweep (paper A, Fig. 1), log scale: the runs of
+    :func:`~sgdscope.report._data.sgd_runs`, the same as the peak-λ₁ figure and its finding."""
+    curves = [(r, lambda1(r)) for r in sgd_runs(sweep).runs]
     curves = [(r, c) for r, c in curves if c is not None]
     if len(curves) < 2:
         return None
@@ -753,10 +732,10 @@ def gd_vs_noisy(sweep_or_runs: Any) -> Figure | None:
         chosen,
         labels,
         [
-            ("train_loss", "train loss (nats)", 1.0),
-            ("val_acc", "val accuracy (%)", 100.0),
-            ("param_norm", "‖θₜ‖", 1.0),
-            ("grad_cosine", "cos(gₜ₋₁, gₜ)", 1.0),
+            (M.TRAIN_LOSS, "train loss (nats)", 1.0),
+            (M.VAL_ACC, "val accuracy (%)", 100.0),
+            (M.PARAM_NORM, "‖θₜ‖", 1.0),
+            (M.GRAD_COSINE, "cos(gₜ₋₁, gₜ)", 1.0),
         ],
         "GD vs GD + isotropic noise",
     )
@@ -767,18 +746,16 @@ def schedule_comparison(sweep_or_runs: Any) -> Figure | None:
     """Learning-rate schedules compared (paper B): η_t and val accuracy per run. Needs runs with
     at least two different schedules."""
     runs = _runs(sweep_or_runs)
-    names = {str(r.config.get("schedule", {}).get("name", "constant")) for r in runs}
+    names = {schedule_name(r) for r in runs}
     if len(names) < 2:
         return None
-    labels = [
-        str(r.config.get("schedule", {}).get("name", "constant")) + f" ({r.name})" for r in runs
-    ]
+    labels = [f"{schedule_name(r)} ({r.name})" for r in runs]
     return _curves(
         runs,
         labels,
         [
-            ("lr", "learning rate η_t", 1.0),
-            ("val_acc", "val accuracy (%)", 100.0),
+            (M.LR, "learning rate η_t", 1.0),
+            (M.VAL_ACC, "val accuracy (%)", 100.0),
         ],
         "Learning-rate schedules",
     )
@@ -795,8 +772,8 @@ def runs_overview(sweep: Any) -> Figure | None:
         runs,
         labels,
         [
-            ("train_loss", "train loss (nats)", 1.0),
-            ("val_acc", "val accuracy (%)", 100.0),
+            (M.TRAIN_LOSS, "train loss (nats)", 1.0),
+            (M.VAL_ACC, "val accuracy (%)", 100.0),
         ],
         "All runs",
     )

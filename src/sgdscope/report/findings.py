@@ -25,21 +25,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..store import Run
+from .. import metrics as M
+from ..store import Run, summarize_run
 from ._data import (
     BATCH_KEY,
     LR_KEY,
     array_or_none,
-    grid_keys,
     is_gd,
     is_sweep,
     lambda1,
     open_target,
     optim_name,
     optim_option,
-    run_metrics,
     series,
-    sweep_frame,
+    sgd_runs,
     total_steps,
     trend,
 )
@@ -208,9 +207,10 @@ def _key_names(want: dict[str, int]) -> list[str]:
 
 
 def _sgd_frame(sweep: Any) -> tuple[pd.DataFrame, list[str]]:
-    """Plain-SGD runs only (η / S trends are about SGD, not its variants)."""
-    frame = sweep_frame(sweep)
-    return frame[frame["optim.name"] == "sgd"], grid_keys(sweep)
+    """The sweep's SGD runs (:func:`~sgdscope.report._data.sgd_runs`, the same runs as the
+    figures): η / S trends are about SGD, not its variants."""
+    selection = sgd_runs(sweep)
+    return selection.frame, selection.keys
 
 
 def _peak_lower(sweep: Any) -> tuple[Numbers, str]:
@@ -224,8 +224,8 @@ def _peak_earlier(sweep: Any) -> tuple[Numbers, str]:
 
 
 def _alignment(run: Run) -> tuple[Numbers, str]:
-    top = series(run, "alignment_1")
-    rnd = series(run, "alignment_random")
+    top = series(run, M.alignment_key(1))
+    rnd = series(run, M.ALIGNMENT_RANDOM)
     if top is None or rnd is None:
         return _na("alignment probe with random_baseline (alignment_1, alignment_random)")
     a, r = float(top.mean()), float(rnd.mean())
@@ -234,33 +234,33 @@ def _alignment(run: Run) -> tuple[Numbers, str]:
         "mean |cos(g, random)|": r,
         "ratio": a / r if r > 0 else math.inf,
     }
-    m5 = series(run, "alignment_mean5")
+    m5 = series(run, M.ALIGNMENT_MEAN5)
     if m5 is not None:
         numbers["mean |cos(g, e_i)| over top 5"] = float(m5.mean())
     return numbers, _verdict(a >= ALIGNMENT_FACTOR * r)
 
 
-def _alpha_mean(run: Run, k: str, alpha: float) -> float | None:
-    s = series(run, f"alpha_test_{k}_a{alpha:g}")
+def _alpha_mean(run: Run, subspace: str | int, alpha: float) -> float | None:
+    s = series(run, M.alpha_test_key(subspace, alpha))
     return None if s is None else float(s.mean())
 
 
 def _alpha_test(run: Run) -> tuple[Numbers, str]:
-    d = {a: _alpha_mean(run, "k1", a) for a in (0.5, 1.0, 2.0)}
+    d = {a: _alpha_mean(run, 1, a) for a in (0.5, 1.0, 2.0)}
     if any(v is None for v in d.values()):
         return _na("step_scale probe with k=1 and α ∈ {0.5, 1, 2}")
     numbers: Numbers = {f"ΔL({a:g}) k=1": v for a, v in d.items()}
     for a in (0.5, 1.0, 2.0):
-        for k in ("k5", "random"):
+        for k in (5, "random"):
             v = _alpha_mean(run, k, a)
             if v is not None:
-                numbers[f"ΔL({a:g}) {'k=5' if k == 'k5' else k}"] = v
+                numbers[f"ΔL({a:g}) {'k=5' if k == 5 else k}"] = v
     ok = d[0.5] < d[1.0] and d[2.0] > 0  # type: ignore[operator]
     return numbers, _verdict(ok)
 
 
 def _mean_final_lambda(runs: list[Run]) -> float:
-    vals = [run_metrics(r)["final_lambda_1"] for r in runs]
+    vals = [summarize_run(r)["final_lambda_1"] for r in runs]
     vals = [v for v in vals if math.isfinite(v)]
     return float(np.mean(vals)) if vals else math.nan
 
@@ -292,7 +292,7 @@ def _projected(sweep: Any) -> tuple[Numbers, str]:
 
 
 def _acc(run: Run) -> float:
-    m = run_metrics(run)
+    m = summarize_run(run)
     return m["final_test_acc"] if math.isfinite(m["final_test_acc"]) else m["final_val_acc"]
 
 
@@ -341,8 +341,8 @@ def _convex_share(curves: np.ndarray) -> float:
 
 
 def _convex_inside(run: Run) -> tuple[Numbers, str]:
-    inside = series(run, "minimum_inside")
-    arr = array_or_none(run, "interp_loss")
+    inside = series(run, M.MINIMUM_INSIDE)
+    arr = array_or_none(run, M.INTERP_LOSS)
     if inside is None or arr is None:
         return _na("walk probe (interp_loss, minimum_inside)")
     share_inside = float(inside.mean())
@@ -356,7 +356,7 @@ def _convex_inside(run: Run) -> tuple[Numbers, str]:
 
 
 def _early_barriers(run: Run) -> tuple[Numbers, str]:
-    df = run.scalars[run.scalars.name == "barrier"]
+    df = run.scalars[run.scalars.name == M.BARRIER]
     if df.empty:
         return _na("walk probe (barrier)")
     first = int(df.epoch.min())
@@ -402,7 +402,7 @@ def _cos_vs_lr(sweep: Any) -> tuple[Numbers, str]:
 def _gd_cosine(run: Run) -> tuple[Numbers, str]:
     if not is_gd(run):
         return _na("a full-batch GD run (train.batch_size=full, optim.name=sgd)")
-    cos = series(run, "grad_cosine")
+    cos = series(run, M.GRAD_COSINE)
     if cos is None:
         return _na("grad_cosine probe")
     half = cos[cos.index >= cos.index.max() / 2]
@@ -412,8 +412,8 @@ def _gd_cosine(run: Run) -> tuple[Numbers, str]:
 
 def _noisy_gd(sweep: Any) -> tuple[Numbers, str]:
     runs = list(sweep.runs)
-    gd = [run_metrics(r) for r in runs if is_gd(r)]
-    noisy = [run_metrics(r) for r in runs if optim_name(r) == "noisy_gd"]
+    gd = [summarize_run(r) for r in runs if is_gd(r)]
+    noisy = [summarize_run(r) for r in runs if optim_name(r) == "noisy_gd"]
     if not gd or not noisy:
         return _na("a GD run and a GD + isotropic noise run (optim.name=noisy_gd)")
 

@@ -23,6 +23,7 @@ from ._data import grid_keys, is_sweep, open_target, run_label, sweep_frame
 from .figures import RUN_FIGURES, RUN_TABLES, SWEEP_FIGURES
 from .findings import NOT_APPLICABLE, REPRODUCED, VERDICTS, Finding, format_number, judge
 from .style import save_figure
+from .tables import SWEEP_TABLES
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -186,6 +187,13 @@ def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool) -> _Page:
     page.sections.append(
         _section("Summary", _table_html(_summary_frame(sweep), "one row per run"), "summary")
     )
+    tables = []
+    for caption, fn in SWEEP_TABLES.items():
+        df = fn(sweep)
+        if df is not None and not df.empty:
+            tables.append(_table_html(df, caption))
+    if tables:
+        page.sections.append(_section("The papers' tables", tables, "tables"))
     per_run = []
     for r in runs:
         body = _run_figures(r, figs_dir, page, prefix=f"{r.name}_") if run_figures else []

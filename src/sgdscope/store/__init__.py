@@ -11,6 +11,7 @@ from .run import (
     load_run,
 )
 from .sqlite_store import STATUSES, MetricsStore
+from .summary import SUMMARY_FIELDS, summarize_run
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -18,9 +19,11 @@ __all__ = [
     "META_FILE",
     "METRICS_FILE",
     "STATUSES",
+    "SUMMARY_FIELDS",
     "MetricsStore",
     "Run",
     "is_run_dir",
     "list_runs",
     "load_run",
+    "summarize_run",
 ]

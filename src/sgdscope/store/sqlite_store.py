@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -70,6 +70,22 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
+class StoreMirror(Protocol):
+    """Something told of the store's committed writes (the live TensorBoard mirror)."""
+
+    def on_step(
+        self,
+        step: int,
+        epoch: int,
+        scalars: Mapping[str, float],
+        arrays: Mapping[str, Any],
+        seq: int,
+    ) -> None: ...
+    def on_truncate(self, seq: int) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class MetricsStore:
     """Writer for ``metrics.sqlite``. Use :meth:`write_step` once per step (one transaction)."""
 
@@ -88,6 +104,11 @@ class MetricsStore:
             ).fetchone()[0]
             or 0
         )
+        self._mirrors: list[StoreMirror] = []
+
+    def add_mirror(self, mirror: StoreMirror) -> None:
+        """Tell ``mirror`` of every step committed, truncation, sync and close from now on."""
+        self._mirrors.append(mirror)
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
         with self.con:
@@ -162,11 +183,15 @@ class MetricsStore:
             self.con.execute("ROLLBACK")
             raise
         self.seq = seq
+        for m in self._mirrors:  # after the commit: a mirror never holds an uncommitted step
+            m.on_step(step, epoch, scalars, arrays, seq)
         return seq
 
     def sync(self) -> None:
         """Make every committed step durable on disk (called before each checkpoint)."""
         self.con.execute("PRAGMA wal_checkpoint(FULL)")
+        for m in self._mirrors:
+            m.flush()
 
     def truncate_after(self, seq: int) -> int:
         """Delete rows written after transaction ``seq`` (resume); returns the number deleted."""
@@ -175,7 +200,14 @@ class MetricsStore:
         n += self.con.execute("DELETE FROM arrays WHERE seq > ?", (seq,)).rowcount
         self.con.execute("COMMIT")
         self.seq = seq
+        for m in self._mirrors:
+            m.on_truncate(seq)
         return n
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            for m in self._mirrors:
+                m.close()
+        finally:
+            self._mirrors = []
+            self.con.close()

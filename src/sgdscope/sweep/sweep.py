@@ -1,15 +1,15 @@
 """Run a grid of configs into one sweep directory and summarise it as a pandas frame.
 
 A sweep directory holds ``sweep.yaml`` (base config, grid, overrides), ``runs/<point-name>/``
-(ordinary run directories) and ``summary.csv`` (one row per run). Re-running a sweep skips runs
-already finished, resumes runs that were killed, and records a failed run without stopping the
-others.
+(ordinary run directories), ``summary.csv`` (one row per run), and the executors' bookkeeping
+(``.sgdscope/``, ``logs/``). Re-running a sweep skips runs already finished, resumes runs that were
+killed, and records a failed run without stopping the others. Where the runs execute (local
+processes, Ray, Slurm) is the executor's business (:mod:`sgdscope.sweep.executors`).
 """
 
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,61 +18,19 @@ import yaml
 
 from ..config import load_config
 from ..config.grid import expand_grid, grid_keys, point_name, point_overrides
-from ..errors import DivergedError, SgdscopeError
-from ..store import Run, is_run_dir, load_run
-from .executors import EXECUTORS
+from ..errors import SgdscopeError
+from ..store import METRICS_FILE, SUMMARY_FIELDS, Run, is_run_dir, load_run, summarize_run
+from ._lifetime import signals_interrupt
+from .executors import Executor, make_executor
+from .monitor import SweepMonitor
+from .point import RunTask, lost_result, new_session
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
-FINAL_METRICS = (
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "distance",
-    "param_norm",
-)
 
 
 def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / SWEEP_FILE).exists()
-
-
-@dataclass
-class _Task:
-    base: dict[str, Any]
-    overrides: list[str]
-    run_dir: str
-
-
-def _execute(task: _Task) -> dict[str, Any]:
-    """Run (or resume, or skip) one grid point; never raises: failures become rows."""
-    from ..train import resume_run, run
-
-    out = Path(task.run_dir)
-    try:
-        if is_run_dir(out):
-            status = load_run(out).status
-            if status == "finished":
-                return {"run_dir": str(out), "status": "finished", "skipped": True}
-            if status == "diverged":
-                return {"run_dir": str(out), "status": "diverged", "skipped": True}
-            resume_run(out)
-        else:
-            run(task.base, task.overrides, out=out)
-        return {"run_dir": str(out), "status": "finished", "skipped": False}
-    except DivergedError as e:
-        return {"run_dir": str(out), "status": "diverged", "skipped": False, "error": str(e)}
-    except Exception as e:
-        return {
-            "run_dir": str(out),
-            "status": "failed",
-            "skipped": False,
-            "error": f"{type(e).__name__}: {e}",
-            "traceback": traceback.format_exc(),
-        }
 
 
 def run_sweep(
@@ -81,8 +39,10 @@ def run_sweep(
     out: str | Path,
     *,
     overrides: list[str] | None = None,
-    workers: int = 1,
-    executor: str = "local",
+    workers: int | None = None,
+    executor: str | Executor = "local",
+    progress: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> Path:
     """Run every point of ``grid`` on top of ``config`` (+ ``overrides``) into ``out``.
 
@@ -90,51 +50,84 @@ def run_sweep(
         config: the base run config (a dict, as in a YAML file).
         grid: ``{"optim.lr": [0.01, 0.1], "seed": [0, 1]}`` — one run per combination — or a
             list of explicit points ``[{"optim.name": "sgd"}, {"optim.name": "nsgd", ...}]``.
-        out: the sweep directory (created; reused to skip finished runs).
+        out: the sweep directory (created; reused to skip finished runs and resume the others).
+            With a cluster executor it must be on storage every node sees.
         overrides: ``key=value`` strings applied to every run before the grid point's values.
-        workers: parallel worker processes (each with one torch thread).
-        executor: ``local`` (process pool) or ``serial``, or a registered cluster executor.
+        workers: parallel runs (``local``: worker processes, one torch thread each; default 1).
+        executor: ``local`` (process pool), ``serial``, ``ray`` or ``slurm`` with their
+            defaults, or a configured executor object, e.g.
+            ``RayExecutor(address="auto", gpus_per_run=0.5)``.
+        progress: show the live sweep table (done / running / failed / retried) on stderr.
+        seeds: seeds crossed with every grid point (``[0, 1, 2]``: three runs per point, named
+            ``..._seed=N``); None runs each point once at the config's ``seed``.
 
     Returns:
         The sweep directory; read it with :func:`load_sweep`.
+
+    Raises:
+        SweepInterrupted: the sweep got SIGINT / SIGTERM / SIGHUP; its workers were stopped
+            first. Running the same sweep again resumes it.
     """
     out = Path(out)
     overrides = list(overrides or [])
-    points = expand_grid(grid)
+    points = expand_grid(grid, seeds)
     # Validate every point before any work starts.
     for p in points:
         load_config(config, overrides + point_overrides(p))
+    ex = make_executor(executor, workers=workers) if isinstance(executor, str) else executor
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"config": config, "grid": grid or {}, "overrides": overrides}
+    spec: dict[str, Any] = {"config": config, "grid": grid or {}, "overrides": overrides}
+    if seeds is not None:  # absent when unused, so sweeps written before seeds still match
+        spec["seeds"] = list(seeds)
     sweep_file = out / SWEEP_FILE
     if sweep_file.exists():
         old = yaml.safe_load(sweep_file.read_text())
         if old != spec:
             raise SgdscopeError(
-                f"{str(out)!r} holds a different sweep (config, grid or overrides differ); "
+                f"{str(out)!r} holds a different sweep (config, grid, seeds or overrides differ); "
                 "choose another --out"
             )
     else:
         sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    # Absolute paths: a Ray task or a Slurm job does not start in the driver's directory.
+    root = out.resolve()
+    session = new_session(root)
     tasks = [
-        _Task(config, overrides + point_overrides(p), str(out / "runs" / point_name(p)))
+        RunTask(
+            name=point_name(p),
+            base=config,
+            overrides=overrides + point_overrides(p),
+            run_dir=str(root / "runs" / point_name(p)),
+            sweep_dir=str(root),
+            session=session,
+        )
         for p in points
     ]
-    ex = EXECUTORS.get(executor)(workers)
+    monitor = SweepMonitor([t.name for t in tasks], str(root), session, live=progress)
+    with signals_interrupt(), monitor:
+        for o in ex.run(tasks, root / "logs"):
+            task = tasks[o.index]
+            result = o.result if o.result is not None else _record_lost(task, o.error or "")
+            monitor.finished(task.name, result)
     # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
-    # the summary reads; the executor is only drained here.
-    for _ in ex.map_unordered(_execute, tasks):
-        pass
+    # the summary reads.
     summary = load_sweep(out).summary
     summary.to_csv(out / SUMMARY_FILE, index=False)
     return out
 
 
-def _peak(run: Run, name: str) -> tuple[float, float]:
-    s = run.scalar(name)
-    if s.empty:
-        return float("nan"), float("nan")
-    return float(s.max()), float(s.idxmax())
+def _record_lost(task: RunTask, error: str) -> dict[str, Any]:
+    """A run whose worker never came back: mark its store failed (it still says running)."""
+    from ..store import MetricsStore
+
+    path = Path(task.run_dir) / METRICS_FILE
+    if is_run_dir(task.run_dir) and load_run(task.run_dir).status in ("created", "running"):
+        store = MetricsStore(path)
+        try:
+            store.set_status("failed", error=error)
+        finally:
+            store.close()
+    return lost_result(task, error)
 
 
 class Sweep:
@@ -146,8 +139,9 @@ class Sweep:
             raise SgdscopeError(f"{str(self.path)!r} is not a sweep directory (no {SWEEP_FILE})")
         self.spec = yaml.safe_load((self.path / SWEEP_FILE).read_text())
         self.grid: dict[str, list[Any]] | list[dict[str, Any]] = self.spec.get("grid") or {}
-        self.grid_keys = grid_keys(self.grid)
-        self.points = expand_grid(self.grid)
+        self.seeds: list[int] | None = self.spec.get("seeds")
+        self.grid_keys = grid_keys(self.grid, self.seeds)
+        self.points = expand_grid(self.grid, self.seeds)
 
     @property
     def runs(self) -> list[Run]:
@@ -160,28 +154,17 @@ class Sweep:
 
     @property
     def summary(self) -> pd.DataFrame:
+        """One row per grid point: ``run`` (the point's name), the point's values, then
+        :func:`~sgdscope.store.summarize_run` of its run (``status`` ``missing`` when the run
+        directory does not exist yet)."""
         rows = []
         for p in self.points:
             d = self.path / "runs" / point_name(p)
             row: dict[str, Any] = {"run": point_name(p), **p}
-            if not is_run_dir(d):
-                row["status"] = "missing"
-                rows.append(row)
-                continue
-            r = load_run(d)
-            info = r.info
-            row["status"] = info["status"]
-            row["error"] = (info.get("error") or "").splitlines()[0] if info.get("error") else ""
-            last = r.last()
-            for m in FINAL_METRICS:
-                row[m] = last.get(m, float("nan"))
-            row["peak_lambda_1"], row["peak_lambda_1_step"] = _peak(r, "lambda_1")
-            cos = r.scalar("grad_cosine")
-            row["mean_grad_cosine"] = float(cos.mean()) if not cos.empty else float("nan")
-            h = r.scalar("height")
-            row["mean_height"] = float(h.mean()) if not h.empty else float("nan")
+            row.update(summarize_run(load_run(d)) if is_run_dir(d) else {"status": "missing"})
             rows.append(row)
-        return pd.DataFrame(rows)
+        point_keys = dict.fromkeys(k for p in self.points for k in p)
+        return pd.DataFrame(rows, columns=["run", *point_keys, *SUMMARY_FIELDS])
 
 
 def load_sweep(path: str | Path) -> Sweep:

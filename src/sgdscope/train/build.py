@@ -126,7 +126,9 @@ def build_parts(cfg: RunConfig) -> Parts:
         total_steps=total_steps,
         **cfg.schedule.options,
     )
-    probes = ProbeSet(build_probes(cfg, total_steps), eigenbasis=eigenbasis)
+    probes = ProbeSet(
+        build_probes(cfg, total_steps), eigenbasis=eigenbasis, on_error=cfg.train.probe_errors
+    )
     return Parts(
         device=device,
         data=data,

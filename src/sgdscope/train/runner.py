@@ -16,6 +16,7 @@ import yaml
 from ..config import RunConfig, dump_config, load_config
 from ..errors import DivergedError, SgdscopeError
 from ..store import CONFIG_FILE, META_FILE, METRICS_FILE, MetricsStore, is_run_dir
+from ..store.tensorboard import attach_tensorboard
 from .trainer import Trainer
 
 
@@ -78,6 +79,8 @@ def _train(
     # Opened before the Trainer, so that a failure while building it is recorded too.
     store = MetricsStore(run_dir / METRICS_FILE)
     try:
+        if cfg.store.tensorboard:  # live TensorBoard mirror of the scalars (store/tensorboard.py)
+            attach_tensorboard(store, run_dir)
         if meta is not None:
             store.set_meta(meta)
         Trainer(cfg, run_dir, resume=resume, store=store).fit()

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .. import metrics as M
 from ..config import RunConfig
 from ..errors import DivergedError
 from ..probes import Measurement
@@ -122,8 +123,8 @@ class Trainer:
                 batch_size=self.cfg.train.eval_batch_size,
                 accuracy_fn=p.accuracy_fn,
             )
-            out[f"{name}_loss"] = loss
-            out[f"{name}_acc"] = acc
+            out[M.loss_key(name)] = loss
+            out[M.acc_key(name)] = acc
         return out
 
     def _gradient(self, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
@@ -158,7 +159,7 @@ class Trainer:
         else:
             self.store.truncate_after(0)
             first = Measurement(dict(self._evaluate()))
-            first.scalars["epochs_done"] = 0.0
+            first.scalars[M.EPOCHS_DONE] = 0.0
             first.update(
                 p.probes.on_train_start(p.model, p.data, loss_fn=p.loss_fn, optimizer=p.optimizer)
             )
@@ -218,9 +219,9 @@ class Trainer:
             every = self.cfg.train.eval_every
             if last or (every and epochs_done % every == 0):
                 ev = self._evaluate()
-                ev["epochs_done"] = float(epochs_done)
-                if not math.isfinite(ev.get("train_loss", 0.0)):
-                    self._diverge(self.step, ev["train_loss"])
+                ev[M.EPOCHS_DONE] = float(epochs_done)
+                if not math.isfinite(ev.get(M.TRAIN_LOSS, 0.0)):
+                    self._diverge(self.step, ev[M.TRAIN_LOSS])
                 self.store.write_step(self.step, self.epoch, ev)
             self.epoch += 1
             self.step_in_epoch = 0

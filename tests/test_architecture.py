@@ -64,6 +64,20 @@ ALLOWED: dict[str, set[str]] = {
     "recipes": {"errors", "_registry", "config"},
     "report": {"errors", "_version", "metrics", "config", "store", "sweep", "recipes"},
     "api": {"errors", "config", "recipes", "store", "train"},
+    "integrations": {"errors", "metrics", "probes", "store", "eigenbasis", "losses"},
+    "cli": {
+        "errors",
+        "api",
+        "config",
+        "data",
+        "metrics",
+        "recipes",
+        "report",
+        "store",
+        "sweep",
+        "train",
+        "plan",
+    },
 }
 
 

@@ -366,7 +366,9 @@ class EigenBasis(_Basis):
 
         Args:
             model: the network (its trainable parameters define the layout).
-            loss_fn: ``loss_fn(output, target)`` → mean loss (needed to refresh).
+            loss_fn: ``loss_fn(output, target)``, a :class:`~sgdscope.LossClosure`, or None for a
+                model whose output carries ``.loss`` (Hugging Face); the reduction rules are
+                those of :class:`~sgdscope.curvature.HessianOperator`.
             data: a :class:`~sgdscope.data.DataBundle` (its probe or train split is used, per
                 ``data``), or any data :class:`~sgdscope.curvature.HessianOperator` accepts.
 
@@ -417,10 +419,9 @@ class EigenBasis(_Basis):
         mode, data, chunking, product style) at ``theta`` (default: the model's parameters)."""
         from .curvature import HessianOperator
 
-        if self.model is None or self.loss_fn is None:
+        if self.model is None:
             raise EigenvectorsUnavailableError(
-                "the eigenbasis is not attached to a model and a loss; fix: "
-                "basis.attach(model, loss_fn, data)"
+                "the eigenbasis is not attached to a model; fix: basis.attach(model, loss_fn, data)"
             )
         o = self.options
         return HessianOperator(

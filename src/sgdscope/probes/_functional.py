@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._batching import batch_len, iter_batches
 from .._defaults import DEFAULT_BN_MODE
 from .._state import has_batchnorm, preserved_state, set_bn_mode
 from ..errors import ConfigError, InvalidArgumentError
@@ -47,34 +46,34 @@ def unflatten(model: nn.Module, theta: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def grad_at(
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Any,
     data: Any,
     theta: torch.Tensor,
     *,
     bn_mode: str = DEFAULT_BN_MODE,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Gradient of the mean loss over ``data`` at flat parameters ``theta`` (n,), shape (n,).
+    """Gradient of the loss over ``data`` at flat parameters ``theta`` (n,), shape (n,).
 
-    The mean is weighted by batch size (so it does not depend on how data is batched, except for
-    BatchNorm in train mode). The model's parameters, buffers, flags and RNG are left unchanged.
+    Any data the curvature layer accepts (``(x, y)``, dict or tuple inputs, Hugging Face batches,
+    a :class:`~sgdscope.LossClosure`), with its reduction: the gradient of the mean over all loss
+    terms, or of the total for a ``"sum"`` loss — the very function whose Hessian
+    :class:`~sgdscope.curvature.HessianOperator` gives. The model is left unchanged.
     """
-    total = torch.zeros_like(theta)
-    count = 0
-    with preserved_state(model):
-        set_bn_mode(model, bn_mode)
-        buffers = dict(model.named_buffers())
-        for x, y in iter_batches(data, batch_size):
-            th = theta.detach().clone().requires_grad_(True)
-            out = torch.func.functional_call(model, (unflatten(model, th), buffers), (x,))
-            loss = loss_fn(out, y)
-            (g,) = torch.autograd.grad(loss, th)
-            m = batch_len(y)
-            total += g * m
-            count += m
-    if count == 0:
-        raise InvalidArgumentError("no data to evaluate the gradient on (empty data)")
-    return total / count
+    from ..curvature import HessianOperator
+
+    ghost = batch_size if bn_mode == "ghost" else None
+    op = HessianOperator(
+        model,
+        loss_fn,
+        data,
+        bn_mode=bn_mode,
+        ghost_batch_size=ghost,
+        theta=theta,
+        batch_size=batch_size,
+        memory_budget=0,
+    )
+    return op.gradient().to(dtype=theta.dtype)
 
 
 def cosines(v: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,22 @@ ON_ERROR = ("warn", "raise")
 _log = logging.getLogger("sgdscope")
 
 
+def _dict_batches(data: Any) -> bool:
+    """Whether ``data``'s batches are dicts (Hugging Face style: the model computes its loss)."""
+    from collections.abc import Mapping
+
+    from .._batching import is_single_batch, raw_batches
+
+    if data is None:
+        return False
+    if is_single_batch(data):
+        return isinstance(data, Mapping)
+    if hasattr(data, "probe") and hasattr(data, "train"):  # a DataBundle: (x, y) tensors
+        return False
+    first = next(iter(raw_batches(data)), None)
+    return isinstance(first, Mapping)
+
+
 def _keys(probes: Sequence[Probe]) -> list[str]:
     seen: dict[str, int] = {}
     keys = []
@@ -60,7 +76,9 @@ class ProbeSet:
         store: where to write the measurements: a run directory path (created, with its
             ``metrics.sqlite``), an open :class:`~sgdscope.store.MetricsStore`, or None (only
             return them; the Trainer writes them itself).
-        loss_fn: ``loss_fn(output, target)`` → mean loss (or give it to ``on_train_start``).
+        loss_fn: ``loss_fn(output, target)`` → mean loss (or give it to ``on_train_start``), a
+            :class:`~sgdscope.LossClosure`, or None: the model's own ``.loss`` on dict batches
+            (Hugging Face models).
         on_error: what a probe failing at a step does (a non-finite Hessian product, a solver
             that breaks down, ...): ``"warn"`` (default) stores NaN for its metrics and a warning
             row (probe, step, reason) and training goes on; ``"raise"`` stops the run. Mistakes
@@ -207,10 +225,11 @@ class ProbeSet:
             self.data = data
         if loss_fn is not None:
             self.loss_fn = loss_fn
-        if self.loss_fn is None:
+        if self.loss_fn is None and not _dict_batches(self.data):
             raise InvalidArgumentError(
-                "ProbeSet needs the loss: pass loss_fn=... (loss_fn(output, target) -> mean loss) "
-                "to the constructor or to on_train_start"
+                "ProbeSet needs the loss for (inputs, target) data: pass loss_fn=... "
+                "(loss_fn(output, target) -> mean loss, or ss.LossClosure) to the constructor or "
+                "to on_train_start; loss_fn=None means the model's own .loss on dict batches"
             )
         if optimizer is not None:
             self.optimizer = optimizer

@@ -13,12 +13,14 @@ from .density import SpectralDensity, spectral_density
 from .lanczos import ConvergenceWarning, EigenResult, lanczos
 from .operator import HessianOperator, LinearOperator, as_operator
 from .power import power_iteration
+from .preconditioned import PreconditionedOperator
 from .trace import Estimate, frobenius_norm, hutchinson_trace
 
 __all__ = [
     # operators
     "HessianOperator",
     "LinearOperator",
+    "PreconditionedOperator",
     "as_operator",
     # eigenpairs
     "ConvergenceWarning",

@@ -262,7 +262,9 @@ class ProbeSet:
         if loss is not None:
             m.scalars["batch_loss"] = float(loss.detach() if torch.is_tensor(loss) else loss)
         self._refresh_basis(t, theta, batch, m)
-        ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
+        ctx = self._context(
+            lr=float(lr), theta=theta, theta_next=theta_next, grad=grad, batch=batch
+        )
         for p in self.probes:
             m.update(p.observe(ctx))
             if p.due(t, self.epoch):

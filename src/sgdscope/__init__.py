@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "EigenResult": ".curvature",
     "HessianOperator": ".curvature",
     "LinearOperator": ".curvature",
+    "LossClosure": ".curvature",
     "frobenius_norm": ".curvature",
     "hutchinson_trace": ".curvature",
     "lanczos": ".curvature",
@@ -95,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "DivergedError": ".errors",
     "EigenvectorsUnavailableError": ".errors",
     "InvalidArgumentError": ".errors",
+    "NonFiniteError": ".errors",
     "SgdscopeError": ".errors",
 }
 
@@ -103,6 +105,7 @@ _SUBPACKAGES = (
     "curvature",
     "data",
     "landscape",
+    "losses",
     "models",
     "optim",
     "probes",
@@ -136,6 +139,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         curvature,
         data,
         landscape,
+        losses,
         models,
         optim,
         probes,
@@ -150,6 +154,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         EigenResult,
         HessianOperator,
         LinearOperator,
+        LossClosure,
         frobenius_norm,
         hutchinson_trace,
         lanczos,
@@ -165,6 +170,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         DivergedError,
         EigenvectorsUnavailableError,
         InvalidArgumentError,
+        NonFiniteError,
         SgdscopeError,
     )
     from .landscape import (  # noqa: F401

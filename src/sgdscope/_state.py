@@ -56,13 +56,16 @@ def preserved_state(model: nn.Module, *, rng: bool = True) -> Iterator[None]:
 def set_bn_mode(model: nn.Module, bn_mode: str) -> None:
     """Put BatchNorm layers in ``train`` (batch statistics) or ``eval`` (running statistics) mode.
 
-    Other modules keep their flag except dropout, which is always switched off: a loss or
-    curvature measurement is of the deterministic network.
+    Every other module goes to eval mode: a loss or curvature measurement is of the deterministic
+    network, so dropout is off, and so is any dropout a module applies through its own flag
+    (``nn.LSTM``'s between layers, attention dropout in Hugging Face models). Recurrent layers
+    without dropout keep their flag: it changes nothing there, and cuDNN's RNN backward needs
+    train mode.
     """
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     for m in model.modules():
         if isinstance(m, _NORM_TYPES):
             m.train(bn_mode in ("train", "ghost"))
-        elif isinstance(m, nn.modules.dropout._DropoutNd):
-            m.eval()
+        elif not (isinstance(m, nn.RNNBase) and m.dropout == 0):
+            m.training = False

@@ -12,9 +12,12 @@ with status 3.
 - :class:`EigenvectorsUnavailableError` — a step needed eigenvectors before any were computed.
 - :class:`BasisMismatchError` — a consumer was handed an eigenbasis measured differently.
 - :class:`DivergedError` — training produced a non-finite loss.
+- :class:`NonFiniteError` — an operator product (Hessian-vector product) was NaN or inf.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SgdscopeError(Exception):
@@ -49,3 +52,21 @@ class DivergedError(SgdscopeError, FloatingPointError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class NonFiniteError(SgdscopeError, ArithmeticError):
+    """An estimator met a NaN or inf operator product; it stops there instead of failing later
+    in a dense eigensolver.
+
+    Attributes:
+        routine: the estimator (``"lanczos"``, ``"power_iteration"``, ...).
+        product: 1-based index of the first product that was not finite.
+        partial: what the estimator had before that product (its result type with the pairs,
+            samples or nodes so far), or None when nothing was computed yet.
+    """
+
+    def __init__(self, message: str, *, routine: str, product: int, partial: Any = None) -> None:
+        super().__init__(message)
+        self.routine = routine
+        self.product = product
+        self.partial = partial

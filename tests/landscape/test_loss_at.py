@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import vector_to_parameters
 from torch.utils.data import DataLoader, TensorDataset
 
+from sgdscope._batching import Objective
 from sgdscope.data import Split
 from sgdscope.errors import InvalidArgumentError
 from sgdscope.landscape import loss_at
@@ -160,7 +161,7 @@ def test_memory_bound_splits_the_data_evenly():
     model = bn_mlp()
     warm_running_stats(model, x)
     theta = flat_params(model)
-    per_sample = _activation_bytes_per_sample(model, x)
+    per_sample = _activation_bytes_per_sample(model, Objective(CE, model), (x, y), len(y))
     assert per_sample >= 16 * 8  # at least one 16-wide float64 activation per sample
     # a bound that fits 40 samples → 3 even chunks of 34, 34, 32
     bound = 40 * per_sample

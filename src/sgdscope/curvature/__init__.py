@@ -7,8 +7,13 @@ functions of any symmetric operator (also a plain matrix):
 >>> op = ss.HessianOperator(model, loss_fn, (x, y), bn_mode="eval")
 >>> res = ss.lanczos(op, k=10)                 # top-10 eigenpairs, residual-checked
 >>> tr = ss.hutchinson_trace(op, num_samples=100)
+
+Data may be any batch structure (dict or tuple inputs, Hugging Face batches, a
+:class:`LossClosure` for anything else); see :mod:`sgdscope._batching` for the one rule that
+tells one batch from several and for how losses of several batches add up (mean or sum).
 """
 
+from .._batching import LossClosure
 from .density import SpectralDensity, spectral_density
 from .lanczos import ConvergenceWarning, EigenResult, lanczos
 from .operator import HessianOperator, LinearOperator, as_operator
@@ -20,6 +25,7 @@ __all__ = [
     # operators
     "HessianOperator",
     "LinearOperator",
+    "LossClosure",
     "PreconditionedOperator",
     "as_operator",
     # eigenpairs

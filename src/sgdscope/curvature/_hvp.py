@@ -13,36 +13,42 @@ Every style computes Σ_b w_b H_b V for a block V of m vectors (per-parameter te
   vmapped over the m vectors; falls back to ``double_backward`` when torch.func cannot trace the
   model.
 
-The per-batch contributions are summed in :func:`_reduce` only: a data-parallel version all-reduces
-its result there.
+The per-batch contributions are summed in :func:`_reduce` only, in batch order and in float64: a
+data-parallel version all-reduces its result there. Each batch's product is computed on its own
+(a retained graph or a recomputed one give the same numbers), so the memory budget changes the
+speed, never the result.
+
+Block products (m > 1 vectors) are one ``is_grads_batched`` backward (``vmap`` for
+forward-over-reverse) whenever every operation of the model has a batching rule, else a loop of
+single products. The choice is made at the first block product of an operator from that property
+alone — never from a timing — so the same model, data and dtype give bitwise the same products in
+every process, however loaded the machine; ``info["block_products"]`` and
+``info["block_products_reason"]`` record it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .._batching import ObjectiveModule, tensors_of
 from .._state import set_bn_mode
 
 logger = logging.getLogger("sgdscope.curvature")
 
 HVP_STYLES = ("auto", "reuse", "double_backward", "forward_over_reverse")
+BLOCK_PRODUCTS = ("auto", "batched", "loop")
 
-#: Whether one ``is_grads_batched`` backward over a block beats a loop of single products, per
-#: (model type, style, parameter shapes, input shape, batches, dtype, device, block size ≤ 16):
-#: measured on the first block product of that kind in the process.
-_BATCHED_FASTER: dict[tuple, bool] = {}
-
-#: ``(x, y, weight)``: a batch and its weight in the mean over the data.
-Batch = tuple[Any, torch.Tensor, float]
+#: ``(batch, weight)``: a batch (already on the device) and its weight in the loss over the data.
+Batch = tuple[Any, float]
 Pieces = list[torch.Tensor]
 
 
@@ -71,43 +77,46 @@ def _reduce(parts: Sequence[Sequence[torch.Tensor | None]], like: Pieces) -> Pie
 
 
 class _LossOfBatch:
-    """The mean loss of one batch as a function of the differentiated tensors.
+    """The loss of one batch as a function of the differentiated tensors.
 
     ``values`` maps every parameter name to its (snapshot) value, ``buffers`` every buffer name
     to a tensor or None (BatchNorm running statistics in train/ghost mode: batch statistics are
     used and nothing is updated). The model's own tensors are never read or written; its mode
-    flags are set for the call and restored after.
+    flags are set for the call and restored after. The loss is the objective's
+    (:class:`sgdscope._batching.Objective`), run by ``functional_call`` on an
+    :class:`~sgdscope._batching.ObjectiveModule`, so closures that call the model themselves see
+    the given values too.
     """
 
     def __init__(
         self,
-        model: nn.Module,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        module: ObjectiveModule,
         names: Sequence[str],
         values: dict[str, torch.Tensor],
         buffers: dict[str, torch.Tensor | None],
         bn_mode: str,
     ) -> None:
-        self.model = model
-        self.loss_fn = loss_fn
-        self.names = list(names)
-        self.fixed: dict[str, Any] = {n: v for n, v in values.items() if n not in set(names)}
-        self.fixed.update(buffers)
+        self.module = module
+        self.model = module.model
+        self.names = ["model." + n for n in names]
+        chosen = set(names)
+        self.fixed: dict[str, Any] = {"model." + n: v for n, v in values.items() if n not in chosen}
+        self.fixed.update({"model." + n: b for n, b in buffers.items()})
         self.bn_mode = bn_mode
 
-    def __call__(self, leaves: Sequence[torch.Tensor], x: Any, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, leaves: Sequence[torch.Tensor], batch: Any) -> torch.Tensor:
         tensors = dict(self.fixed)
         tensors.update(zip(self.names, leaves, strict=True))
         with _modes(self.model, "eval" if self.bn_mode == "eval" else "train"):
-            out = functional_call(self.model, tensors, (x,))
-        return self.loss_fn(out, y)
+            return functional_call(self.module, tensors, (batch,))
 
 
 @contextlib.contextmanager
 def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     """Set BatchNorm to ``bn_mode`` and dropout off for the block; restore the flags and the RNG.
 
-    Buffers need no saving here: they are passed to ``functional_call`` as copies (or None), so
+    Attention runs in the math kernel (twice differentiable). Buffers need no saving here: they
+    are passed to ``functional_call`` as copies (or None), so
     the model's own are never written. (``preserved_state`` would also copy them back, an
     in-place write that torch.func transforms refuse.)
     """
@@ -115,7 +124,10 @@ def _modes(model: nn.Module, bn_mode: str) -> Iterator[None]:
     cpu_rng = torch.get_rng_state()
     try:
         set_bn_mode(model, bn_mode)
-        yield
+        # Fused attention kernels (flash, memory-efficient) have no second derivative; the math
+        # kernel of scaled_dot_product_attention has, and computes the same function.
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
     finally:
         for m, training in flags:
             m.training = training
@@ -154,12 +166,14 @@ class _Engine:
         self.batches = batches
         self.values = values  # snapshot of the differentiated tensors (no grad)
         self.leaves = [v.detach().requires_grad_(True) for v in values]
-        self._batched_ok = True  # is_grads_batched / vmap usable without a slow fallback
+        #: "batched" or "loop", decided at the first block product (see the module docstring)
+        self.block_mode: str | None = None
+        self.block_reason = "not decided yet: no block product computed"
 
     # -- shared pieces -------------------------------------------------------------------
-    def _first_order(self, x: Any, y: torch.Tensor, w: float, create_graph: bool):
+    def _first_order(self, batch: Any, w: float, create_graph: bool):
         with torch.enable_grad():
-            loss = self.fn(self.leaves, x, y) * w
+            loss = self.fn(self.leaves, batch) * w
             g = torch.autograd.grad(loss, self.leaves, create_graph=create_graph, allow_unused=True)
         return loss, list(g)
 
@@ -181,35 +195,10 @@ class _Engine:
                     allow_unused=True,
                 )
                 return [None if r is None else r.unsqueeze(0) for r in res]
-            if self._batched_ok:
-                key = self._timing_key(m)
-                if _BATCHED_FASTER.get(key) is False:
-                    pass  # measured before: a loop of single products is faster
-                elif key in _BATCHED_FASTER:
-                    res = self._batched(outs, [V[i] for i in idx])
-                    if res is not None:
-                        return res
-                else:
-                    # Measure once per model/data shape: the first column alone, then the others
-                    # as one batched call; keep whichever is faster per vector (on CPU, batched
-                    # double backward through convolutions can cost several times a loop).
-                    t0 = time.perf_counter()
-                    first = torch.autograd.grad(
-                        outs,
-                        self.leaves,
-                        grad_outputs=[V[i][0] for i in idx],
-                        retain_graph=True,
-                        allow_unused=True,
-                    )
-                    t1 = time.perf_counter()
-                    rest = self._batched(outs, [V[i][1:] for i in idx])
-                    t2 = time.perf_counter()
-                    if rest is not None:
-                        _BATCHED_FASTER[key] = (t2 - t1) / (m - 1) < (t1 - t0)
-                        return [
-                            None if a is None or b is None else torch.cat([a.unsqueeze(0), b])
-                            for a, b in zip(first, rest, strict=True)
-                        ]
+            if self.block_mode != "loop":
+                batched = self._batched(outs, [V[i] for i in idx])
+                if batched is not None:
+                    return batched
             cols: list[Sequence[torch.Tensor | None]] = []
             for j in range(m):
                 cols.append(
@@ -227,7 +216,9 @@ class _Engine:
         return out
 
     def _batched(self, outs: list, grad_outputs: list) -> list | None:
-        """One ``is_grads_batched`` backward; None (and no batching from now on) if unusable.
+        """One ``is_grads_batched`` backward, or None when this model has no batching rule for
+        one of its operations (then every block product of the operator is a loop from now on,
+        this one included: the block is recomputed, so no result mixes the two ways).
 
         The graph is retained, so that a failure leaves it intact for the loop that follows.
         """
@@ -242,29 +233,29 @@ class _Engine:
                     allow_unused=True,
                     is_grads_batched=True,
                 )
-            if caught:  # a missing batching rule: slow path, loop from now on
-                self._batched_ok = False
-            return list(res)
-        except RuntimeError:
-            self._batched_ok = False
+        except RuntimeError as exc:
+            self._decide("loop", f"is_grads_batched failed ({_first_line(exc)})")
             return None
+        if caught:  # a missing batching rule: torch falls back to a slow loop of its own
+            self._decide("loop", f"is_grads_batched warned ({_first_line(caught[0].message)})")
+            return None
+        self._decide("batched", "every operation of the model has a batching rule")
+        return list(res)
 
-    def _timing_key(self, m: int) -> tuple:
-        x = self.batches[0][0] if self.batches else None
-        return (
-            type(self.fn.model).__qualname__,
-            self.style,
-            tuple(tuple(t.shape) for t in self.leaves),
-            tuple(x.shape) if isinstance(x, torch.Tensor) else None,
-            len(self.batches),
-            self.leaves[0].dtype if self.leaves else None,
-            str(self.leaves[0].device) if self.leaves else None,
-            min(m, 16),
-        )
+    def _decide(self, mode: str, why: str) -> None:
+        if self.block_mode is None:
+            self.block_mode = mode
+            how = (
+                "one batched backward per block" if mode == "batched" else "one backward per vector"
+            )
+            self.block_reason = (
+                f"{mode}: {why}; {how} (fixed for this operator by the model's operations, "
+                "never by a timing)"
+            )
 
     def _recompute_hvp(self, batch: Batch, V: Pieces) -> list:
-        x, y, w = batch
-        _, g = self._first_order(x, y, w, create_graph=True)
+        data, w = batch
+        _, g = self._first_order(data, w, create_graph=True)
         return self._backward(g, V, retain=False)
 
     # -- interface ----------------------------------------------------------------------
@@ -274,21 +265,31 @@ class _Engine:
 
     def gradient(self) -> Pieces:
         parts = []
-        for x, y, w in self.batches:
-            _, g = self._first_order(x, y, w, create_graph=False)
+        for data, w in self.batches:
+            _, g = self._first_order(data, w, create_graph=False)
             parts.append(g)
         return _reduce(parts, self.values)
 
     def loss(self) -> torch.Tensor:
         with torch.no_grad():
-            parts = [[self.fn(self.values, x, y).double() * w] for x, y, w in self.batches]
+            parts = [[self.fn(self.values, data).double() * w] for data, w in self.batches]
         return _reduce(parts, [torch.zeros((), dtype=torch.float64)])[0]
 
     def info(self) -> dict[str, Any]:
-        return {"style": self.style, "batches": len(self.batches)}
+        return {
+            "style": self.style,
+            "batches": len(self.batches),
+            "block_products": self.block_mode,
+            "block_products_reason": self.block_reason,
+        }
 
     def release(self) -> None:
         pass
+
+
+def _first_line(obj: Any) -> str:
+    text = str(obj)
+    return text.splitlines()[0][:160] if text else type(obj).__name__
 
 
 class _DoubleBackward(_Engine):
@@ -296,74 +297,68 @@ class _DoubleBackward(_Engine):
 
 
 class _ReusedGraph(_Engine):
-    """Keeps Σ_b w_b g_b (with its graph) for the batches that fit the memory budget."""
+    """Keeps each batch's weighted gradient w_b g_b (with its graph) while they fit the budget.
+
+    A product runs one backward per retained batch and recomputes the others, and adds the
+    per-batch results in batch order in float64 (:func:`_reduce`), exactly as
+    ``double_backward`` does: how many batches the budget retains changes the time, not the
+    numbers.
+    """
 
     style = "reuse"
 
     def __init__(self, fn: _LossOfBatch, batches: list[Batch], values: Pieces, budget: int):
         super().__init__(fn, batches, values)
         self.budget = int(budget)
-        self._g: list[torch.Tensor | None] | None = None
-        self._n_retained = 0
+        self._g: list[list[torch.Tensor | None]] = []
         self.graph_bytes = 0
         self._built = False
 
+    @property
+    def _n_retained(self) -> int:
+        return len(self._g)
+
     def _build(self) -> None:
-        total: list[torch.Tensor | None] | None = None
-        exclude = list(self.leaves) + [
-            t for x, y, _ in self.batches for t in (x, y) if isinstance(t, torch.Tensor)
-        ]
+        exclude = list(self.leaves) + [t for b, _ in self.batches for t in tensors_of(b)]
         used = 0
-        n_kept = 0
-        for x, y, w in self.batches:
+        kept: list[list[torch.Tensor | None]] = []
+        for data, w in self.batches:
             with _count_saved_bytes(exclude) as counter:
-                _, g = self._first_order(x, y, w, create_graph=True)
+                _, g = self._first_order(data, w, create_graph=True)
             if used + counter[0] > self.budget:
                 del g
                 break
             used += counter[0]
-            n_kept += 1
-            if total is None:
-                total = list(g)
-            else:
-                total = [
-                    b if a is None else a if b is None else a + b
-                    for a, b in zip(total, g, strict=True)
-                ]
-        self._g, self._n_retained, self.graph_bytes, self._built = total, n_kept, used, True
-        if n_kept < len(self.batches):
+            kept.append(g)
+        self._g, self.graph_bytes, self._built = kept, used, True
+        if len(kept) < len(self.batches):
             logger.info(
                 "HessianOperator: the first-order graph of %d of %d batches fits the memory "
                 "budget of %.1f MB; the other %d are recomputed at each product",
-                n_kept,
+                len(kept),
                 len(self.batches),
                 self.budget / 2**20,
-                len(self.batches) - n_kept,
+                len(self.batches) - len(kept),
             )
 
     def hvp(self, V: Pieces) -> Pieces:
         if not self._built:
             self._build()
-        parts = []
-        if self._g is not None:
-            parts.append(self._backward(self._g, V, retain=True))
+        parts = [self._backward(g, V, retain=True) for g in self._g]
         parts.extend(self._recompute_hvp(b, V) for b in self.batches[self._n_retained :])
         return _reduce(parts, V)
 
     def gradient(self) -> Pieces:
         if not self._built:
             self._build()
-        parts: list = []
-        if self._g is not None:
-            parts.append([None if g is None else g.detach() for g in self._g])
-        for x, y, w in self.batches[self._n_retained :]:
-            parts.append(self._first_order(x, y, w, create_graph=False)[1])
+        parts: list = [[None if t is None else t.detach() for t in g] for g in self._g]
+        for data, w in self.batches[self._n_retained :]:
+            parts.append(self._first_order(data, w, create_graph=False)[1])
         return _reduce(parts, self.values)
 
     def info(self) -> dict[str, Any]:
         return {
-            "style": self.style,
-            "batches": len(self.batches),
+            **super().info(),
             "retained_batches": self._n_retained if self._built else None,
             "recomputed_batches": (len(self.batches) - self._n_retained) if self._built else None,
             "graph_bytes": self.graph_bytes,
@@ -371,7 +366,7 @@ class _ReusedGraph(_Engine):
         }
 
     def release(self) -> None:
-        self._g, self._n_retained, self.graph_bytes, self._built = None, 0, 0, False
+        self._g, self.graph_bytes, self._built = [], 0, False
 
 
 class _ForwardOverReverse(_Engine):
@@ -382,11 +377,11 @@ class _ForwardOverReverse(_Engine):
         self._fallback: _Engine | None = None
 
     def _batch_hvp(self, batch: Batch, V: Pieces) -> Pieces:
-        x, y, w = batch
+        data, w = batch
         primals = tuple(self.values)
 
         def loss(p: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return self.fn(p, x, y) * w
+            return self.fn(p, data) * w
 
         grad_fn = torch.func.grad(loss)
 
@@ -396,13 +391,15 @@ class _ForwardOverReverse(_Engine):
         m = V[0].shape[0]
         if m == 1:
             return [h.unsqueeze(0) for h in one(tuple(v[0] for v in V))]
-        if self._batched_ok:
+        if self.block_mode != "loop":
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 res = torch.func.vmap(one)(tuple(V))
-            if caught:
-                self._batched_ok = False
-            return list(res)
+            if not caught:
+                self._decide("batched", "every operation of the model has a vmap rule")
+                return list(res)
+            # a missing batching rule: the loop from now on, this block included
+            self._decide("loop", f"vmap warned ({_first_line(caught[0].message)})")
         cols = [one(tuple(v[j] for v in V)) for j in range(m)]
         return [torch.stack([c[p] for c in cols]) for p in range(len(V))]
 
@@ -422,23 +419,50 @@ class _ForwardOverReverse(_Engine):
             return self._fallback.hvp(V)
         return _reduce(parts, V)
 
+    def info(self) -> dict[str, Any]:
+        if self._fallback is not None:
+            return {**self._fallback.info(), "style": "double_backward"}
+        return super().info()
+
 
 def make_engine(
     style: str,
     *,
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    module: ObjectiveModule,
     batches: list[Batch],
     names: Sequence[str],
     values: dict[str, torch.Tensor],
     buffers: dict[str, torch.Tensor | None],
     bn_mode: str,
     memory_budget: int,
+    block_products: str = "auto",
 ) -> _Engine:
-    fn = _LossOfBatch(model, loss_fn, names, values, buffers, bn_mode)
+    fn = _LossOfBatch(module, names, values, buffers, bn_mode)
     leaves = [values[n] for n in names]
+    engine: _Engine
     if style in ("auto", "reuse"):
-        return _ReusedGraph(fn, batches, leaves, memory_budget)
-    if style == "double_backward":
-        return _DoubleBackward(fn, batches, leaves)
-    return _ForwardOverReverse(fn, batches, leaves)
+        engine = _ReusedGraph(fn, batches, leaves, memory_budget)
+    elif style == "double_backward":
+        engine = _DoubleBackward(fn, batches, leaves)
+    else:
+        engine = _ForwardOverReverse(fn, batches, leaves)
+    if block_products == "loop":
+        engine.block_mode = "loop"
+        engine.block_reason = "loop: requested (block_products='loop'); one backward per vector"
+    elif block_products == "batched":
+        engine.block_reason = "batched requested (block_products='batched'): not computed yet"
+    return engine
+
+
+def eval_loss(
+    module: ObjectiveModule, values: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]
+):
+    """``batch -> loss`` at the given values with BatchNorm in eval mode (running statistics),
+    dropout off and no graph: what the reduction check evaluates."""
+    tensors = {"model." + n: v for n, v in {**values, **buffers}.items()}
+
+    def evaluate(batch: Any) -> torch.Tensor:
+        with torch.no_grad(), _modes(module.model, "eval"):
+            return functional_call(module, tensors, (batch,))
+
+    return evaluate

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError
-from .operator import as_operator
+from .operator import as_operator, check_finite
 
 __all__ = ["SpectralDensity", "spectral_density"]
 
@@ -47,8 +47,12 @@ class SpectralDensity:
         return float((self.weights * self.nodes.pow(p)).sum(dim=1).mean())
 
 
-def _lanczos_tridiagonal(A, v: torch.Tensor, m: int) -> tuple[torch.Tensor, int]:
-    """m steps of Lanczos with full reorthogonalisation from unit v; returns T (float64)."""
+def _lanczos_tridiagonal(
+    A, v: torch.Tensor, m: int, first: int = 1, partial=None
+) -> tuple[torch.Tensor, int]:
+    """m steps of Lanczos with full reorthogonalisation from unit v; returns T (float64).
+
+    ``first``: the index of this call's first product, for a non-finite product's error."""
     n = v.shape[0]
     Q = torch.zeros(n, m, dtype=v.dtype, device=v.device)
     Q[:, 0] = v
@@ -56,7 +60,7 @@ def _lanczos_tridiagonal(A, v: torch.Tensor, m: int) -> tuple[torch.Tensor, int]
     beta = torch.zeros(max(m - 1, 0), dtype=torch.float64)
     steps = 0
     for j in range(m):
-        w = A.matvec(Q[:, j])
+        w = check_finite(A.matvec(Q[:, j]), "spectral_density", first + steps, partial)
         steps += 1
         basis = Q[:, : j + 1]
         c = basis.T @ w
@@ -98,6 +102,10 @@ def spectral_density(
 
     Returns:
         A :class:`SpectralDensity` with grid, density, nodes and weights.
+
+    Raises:
+        NonFiniteError: a product was NaN or inf (``.partial``: the density of the completed
+            runs).
     """
     A = as_operator(op)
     n = A.shape[0]
@@ -112,16 +120,36 @@ def spectral_density(
     nodes = torch.full((num_runs, m), math.nan, dtype=torch.float64)
     weights = torch.zeros((num_runs, m), dtype=torch.float64)
     matvecs = 0
+    done = [0]  # completed runs, for the partial result
+
+    def partial() -> SpectralDensity | None:
+        r = done[0]
+        if r == 0:
+            return None
+        return _smoothed(nodes[:r], weights[:r], grid, sigma, matvecs)
+
     for r in range(num_runs):
         v = torch.randint(0, 2, (n,), generator=gen).to(torch.float64) * 2 - 1
         v = (v / math.sqrt(n)).to(device=A.device, dtype=A.dtype)
-        T, steps = _lanczos_tridiagonal(A, v, m)
+        T, steps = _lanczos_tridiagonal(A, v, m, matvecs + 1, partial)
         matvecs += steps
         theta, S = torch.linalg.eigh(T)
         q = len(theta)
         nodes[r, :q] = theta
         weights[r, :q] = S[0, :].pow(2)
         nodes[r, q:] = theta[-1]  # padding with zero weight
+        done[0] = r + 1
+    return _smoothed(nodes, weights, grid, sigma, matvecs)
+
+
+def _smoothed(
+    nodes: torch.Tensor,
+    weights: torch.Tensor,
+    grid: torch.Tensor | int | None,
+    sigma: float | None,
+    matvecs: int,
+) -> SpectralDensity:
+    """The Gaussian-smoothed density of the quadrature nodes and weights of the runs."""
     spread = float(nodes.max() - nodes.min())
     if sigma is None:
         sigma = max(0.01 * spread, 1e-12)

@@ -10,6 +10,10 @@ product, so iteration stops as soon as all wanted pairs pass: clustered spectra 
 steps instead of returning unconverged values. When the basis reaches ``ncv`` vectors it is
 thick-restarted (Wu & Simon 2000): the Ritz vectors nearest the wanted end(s) are kept, the rest
 discarded, and the expansion continues from the last residual direction.
+
+Every product is checked: a NaN or inf one raises :class:`~sgdscope.errors.NonFiniteError`
+naming it, with the eigenpairs of the basis built so far as ``.partial`` (instead of a raw failure
+of the dense eigensolver later).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidArgumentError
-from .operator import as_operator
+from ..errors import InvalidArgumentError, NonFiniteError
+from .operator import as_operator, check_finite
 
 __all__ = ["ConvergenceWarning", "EigenResult", "lanczos"]
 
@@ -128,6 +132,11 @@ def _start_block(
             f"eigenvectors), received {got}"
         )
     V = v0.detach().to(device="cpu", dtype=torch.float64).reshape(n, -1)
+    if not bool(torch.isfinite(V).all()):
+        raise InvalidArgumentError(
+            "v0: the start vectors hold NaN or inf; fix: pass finite vectors (previous "
+            "eigenvectors from a run that diverged are not usable)"
+        )
     V = V[:, V.norm(dim=0) > 0]
     V = V / V.norm(dim=0)
     if V.shape[1] == 0:
@@ -299,14 +308,20 @@ def lanczos(
     matvecs = iterations = restarts = 0
     theta = S = res = idx = None
     converged = fallback = False
-    pending: torch.Tensor | None = A.matmat(Q[:, :b]) if b > 1 else None
-    if pending is not None:
+    start_kind = "cold" if v0 is None else "vector" if v0.ndim == 1 else mode
+
+    def partial() -> EigenResult | None:
+        return _partial(Q, C, p, q, top, bot, matvecs, iterations, restarts, start_kind)
+
+    pending: torch.Tensor | None = None
+    if b > 1:
+        pending = check_finite(A.matmat(Q[:, :b]), "lanczos", 1, partial)
         matvecs += b
     while True:
         if pending is not None and pending.shape[1] > 0:
             w, pending = pending[:, 0], pending[:, 1:]
         else:
-            w = A.matvec(Q[:, p])
+            w = check_finite(A.matvec(Q[:, p]), "lanczos", matvecs + 1, partial)
             matvecs += 1
         iterations += 1
         basis = Q[:, :q]
@@ -387,17 +402,25 @@ def lanczos(
     if fallback:
         ritz = Q[:, :p] @ S[:, idx].to(device=device, dtype=dtype)
         start = ritz.sum(dim=1)
-        sub = lanczos(
-            A,
-            (top, bot) if which == "both" else kk,
-            which=which,
-            tol=tol,
-            max_iter=max(1, limit - matvecs),
-            v0=start / start.norm(),
-            seed=seed,
-            ncv=ncv,
-            block_size=block_size,
-        )
+        try:
+            sub = lanczos(
+                A,
+                (top, bot) if which == "both" else kk,
+                which=which,
+                tol=tol,
+                max_iter=max(1, limit - matvecs),
+                v0=start / start.norm(),
+                seed=seed,
+                ncv=ncv,
+                block_size=block_size,
+            )
+        except NonFiniteError as exc:  # number the products from this call's start
+            raise NonFiniteError(
+                str(exc).replace(f"product {exc.product} ", f"product {exc.product + matvecs} "),
+                routine="lanczos",
+                product=exc.product + matvecs,
+                partial=exc.partial if exc.partial is not None else partial(),
+            ) from None
         sub.num_matvecs += matvecs
         sub.iterations += iterations
         sub.warm_start = "ritz+lanczos"
@@ -412,7 +435,7 @@ def lanczos(
         converged=converged,
         iterations=iterations,
         restarts=restarts,
-        warm_start="cold" if v0 is None else "vector" if v0.ndim == 1 else mode,
+        warm_start=start_kind,
     )
     if not converged:
         worst = float((res[order] / theta[order].abs().clamp_min(1e-300)).max())
@@ -426,3 +449,35 @@ def lanczos(
             stacklevel=2,
         )
     return result
+
+
+def _partial(
+    Q: torch.Tensor,
+    C: torch.Tensor,
+    p: int,
+    q: int,
+    top: int,
+    bot: int,
+    matvecs: int,
+    iterations: int,
+    restarts: int,
+    warm_start: str,
+) -> EigenResult | None:
+    """The Ritz pairs of the basis built so far (``converged=False``), or None before any."""
+    if p == 0:
+        return None
+    T = C[:p, :p]
+    theta, S = torch.linalg.eigh(0.5 * (T + T.T))
+    res = (C[p:q, :p] @ S).norm(dim=0) if q > p else torch.zeros(p, dtype=torch.float64)
+    idx = _wanted(theta, top, bot)
+    order = idx[torch.argsort(theta[idx], descending=True)]
+    return EigenResult(
+        eigenvalues=theta[order].clone(),
+        eigenvectors=Q[:, :p] @ S[:, order].to(device=Q.device, dtype=Q.dtype),
+        residuals=res[order].clone(),
+        num_matvecs=matvecs,
+        converged=False,
+        iterations=iterations,
+        restarts=restarts,
+        warm_start=warm_start,
+    )

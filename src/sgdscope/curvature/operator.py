@@ -1,4 +1,4 @@
-"""Linear operators on flat vectors and the Hessian of a model's mean loss over a dataset.
+"""Linear operators on flat vectors and the Hessian of a model's loss over a dataset.
 
 :class:`LinearOperator` is the small base every operator shares: subclasses implement only the
 product of the operator with a block of vectors (``_matmat``); the base owns shape and dtype checks,
@@ -12,6 +12,7 @@ builds H: each product is a Hessian-vector product computed by one of the styles
 from __future__ import annotations
 
 import abc
+import fnmatch
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,10 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._batching import batch_len, iter_batches
+from .._batching import (
+    Objective,
+    ObjectiveModule,
+    concat_batches,
+    move_batch,
+    num_rows,
+    raw_batches,
+    resolve_reduction,
+    slice_batch,
+)
 from .._state import BN_MODES, has_batchnorm
-from ..errors import InvalidArgumentError
-from ._hvp import HVP_STYLES, Batch, make_engine
+from ..errors import InvalidArgumentError, NonFiniteError
+from ._hvp import BLOCK_PRODUCTS, HVP_STYLES, Batch, eval_loss, make_engine
 
 __all__ = ["HessianOperator", "LinearOperator", "as_operator"]
 
@@ -190,10 +200,18 @@ def as_operator(A: Any) -> LinearOperator:
 
 
 def _resolve_params(
-    model: nn.Module, params: Iterable[Any] | None
+    model: nn.Module,
+    params: Iterable[Any] | None,
+    param_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
 ) -> list[tuple[str, nn.Parameter]]:
     """The (name, parameter) pairs the operator differentiates, in model order."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if param_filter is not None:
+        if params is not None:
+            raise InvalidArgumentError(
+                "params and param_filter both select parameters; fix: pass one of them"
+            )
+        return _filter_params(trainable, param_filter)
     if params is None:
         if not trainable:
             raise InvalidArgumentError(
@@ -213,7 +231,8 @@ def _resolve_params(
             if item not in by_name:
                 raise InvalidArgumentError(
                     f"params: {item!r} is not a parameter name of the model; expected one of "
-                    f"{', '.join(list(by_name)[:8])}{', ...' if len(by_name) > 8 else ''}"
+                    f"{', '.join(list(by_name)[:8])}{', ...' if len(by_name) > 8 else ''} "
+                    "(for name patterns use param_filter='layer.*')"
                 )
             wanted_ids.add(id(by_name[item]))
         elif isinstance(item, torch.Tensor):
@@ -231,6 +250,39 @@ def _resolve_params(
     return out
 
 
+def _filter_params(
+    trainable: list[tuple[str, nn.Parameter]],
+    param_filter: str | Sequence[str] | Callable[[str], bool],
+) -> list[tuple[str, nn.Parameter]]:
+    """The trainable parameters whose full names match a glob pattern (any of several), or for
+    which a predicate is true."""
+    if callable(param_filter):
+        keep = param_filter
+        shown = getattr(param_filter, "__name__", "the predicate")
+    else:
+        patterns = [param_filter] if isinstance(param_filter, str) else list(param_filter)
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise InvalidArgumentError(
+                f"param_filter: expected a glob pattern, a list of them or a predicate "
+                f"name -> bool, received {param_filter!r}"
+            )
+
+        def keep(name: str) -> bool:
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+        shown = ", ".join(repr(p) for p in patterns)
+    out = [(n, p) for n, p in trainable if keep(n)]
+    if not out:
+        names = [n for n, _ in trainable]
+        raise InvalidArgumentError(
+            f"param_filter {shown} matches no trainable parameter; expected a pattern over full "
+            f"names such as {', '.join(names[:4])}{', ...' if len(names) > 4 else ''} "
+            "(fnmatch: '*' also matches dots; fix: start with '*' to match a suffix, e.g. "
+            "'*h.0.attn.*')"
+        )
+    return out
+
+
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     for p in model.parameters():
         return p.device, p.dtype
@@ -241,45 +293,33 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 def _prepare_batches(
     data: Any,
+    objective: Objective,
     batch_size: int | None,
     device: torch.device,
     dtype: torch.dtype,
     bn_mode: str,
     ghost_batch_size: int | None,
-) -> list[Batch]:
-    """Read ``data`` once into a list of ``(x, y, weight)`` on the model's device.
-
-    Weights are ``batch_len(y_b) / Σ batch_len``, so the sum over batches of weight × batch mean is
-    the mean over the data whatever the split into batches.
-    """
-    try:
-        raw = list(iter_batches(data, batch_size))
-    except TypeError as exc:
-        raise InvalidArgumentError(str(exc)) from None
-
-    def _move(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype)
-        return x
-
-    pairs = [(_move(x), y.to(device)) for x, y in raw]
-    if not pairs:
+) -> list[Any]:
+    """Read ``data`` once into a list of batches on the model's device (floating tensors in the
+    evaluation dtype), each checked against the objective."""
+    closure = objective.kind == "closure"
+    raw = list(raw_batches(data, batch_size, closure=closure))
+    if not raw:
         raise InvalidArgumentError(
-            "the data is empty: expected at least one (x, y) batch; fix: check the split or "
+            "the data is empty: expected at least one batch; fix: check the split or "
             "DataLoader passed to HessianOperator"
         )
+    single = len(raw) == 1
+    for i, b in enumerate(raw):
+        objective.check(b, -1 if single else i)
+    batches = [move_batch(b, device, dtype) for b in raw]
     if bn_mode == "ghost":
-        xs = [x for x, _ in pairs]
-        if not all(isinstance(x, torch.Tensor) for x in xs):
-            raise InvalidArgumentError(
-                "bn_mode='ghost' needs tensor inputs (it re-batches the data)"
-            )
-        x_all = torch.cat(xs)
-        y_all = torch.cat([y for _, y in pairs])
-        gbs = int(ghost_batch_size)  # checked by the caller
-        pairs = [(x_all[s : s + gbs], y_all[s : s + gbs]) for s in range(0, len(y_all), gbs)]
-    total = sum(batch_len(y) for _, y in pairs)
-    return [(x, y, batch_len(y) / total) for x, y in pairs]
+        whole = concat_batches(batches)
+        rows = num_rows(whole)
+        gbs = int(ghost_batch_size)  # type: ignore[arg-type]  # checked by the caller
+        assert rows is not None
+        batches = [slice_batch(whole, s, s + gbs, rows) for s in range(0, rows, gbs)]
+    return batches
 
 
 def _available_memory(device: torch.device) -> int:
@@ -303,12 +343,15 @@ def _available_memory(device: torch.device) -> int:
 
 
 class HessianOperator(LinearOperator):
-    """The Hessian H = ∇²L(θ) of the mean loss over ``data``, as a linear operator.
+    """The Hessian H = ∇²L(θ) of the loss over ``data``, as a linear operator.
 
-    L(θ) = Σ_b w_b · loss_fn(model(x_b), y_b), with w_b = batch_len(y_b) / Σ batch_len (the mean
-    over all loss terms), differentiated twice with respect to the trainable parameters (or the
-    chosen subset ``params``, which gives the diagonal block of H for those parameters; the others
-    stay fixed). H is never built.
+    L(θ) = Σ_b w_b · L_b(θ), L_b the loss of batch b, differentiated twice with respect to the
+    trainable parameters (or the chosen subset ``params`` / ``param_filter``, which gives the
+    diagonal block of H for those parameters; the others stay fixed). H is never built. The
+    weights follow the loss's reduction (see :mod:`sgdscope._batching`): ``"mean"`` —
+    w_b = n_b / Σ n (n_b the batch's loss terms), so L is the mean over all loss terms of the
+    data; ``"sum"`` — w_b = 1, so L is the total over the data (curvlinops' convention). With a
+    single batch, L is simply its loss. A reduction the operator cannot interpret is refused.
 
     The operator is H at a snapshot θ taken at construction (the model's current parameters, or
     ``theta``): products do not read the model's parameters again, so build a new operator after
@@ -320,45 +363,77 @@ class HessianOperator(LinearOperator):
 
     Args:
         model: the network; its device and dtype set the operator's.
-        loss_fn: ``loss_fn(output, target)`` → the mean loss over the batch.
-        data: an ``(x, y)`` pair, a list of pairs, a DataLoader, or an sgdscope split.
+        loss_fn: ``loss_fn(output, target)`` → the loss of a batch (for dict batches,
+            ``loss_fn(logits, batch["labels"])``); ``None`` to use the model's own ``.loss``
+            (Hugging Face models given dict batches with ``labels``); or an
+            :class:`~sgdscope.LossClosure` ``fn(model, batch)`` for anything else.
+        data: one batch — an ``(inputs, target)`` tuple (inputs a tensor, a dict or a tuple of
+            tensors) or a dict — or several: a list of them, a DataLoader, an sgdscope split.
+            A tuple is one batch, a list several (:mod:`sgdscope._batching`).
         bn_mode: ``"train"``: BatchNorm uses the statistics of each batch (what SGD sees; the
             result then depends on how the data is batched); ``"eval"``: running statistics;
             ``"ghost"``: batch statistics over fixed consecutive ghost batches of
-            ``ghost_batch_size`` examples, whatever the loader's batch size. Dropout is off.
+            ``ghost_batch_size`` examples, whatever the loader's batch size. Dropout and every
+            other train-mode behaviour are off.
         ghost_batch_size: size of the ghost batches (required for ``bn_mode="ghost"``).
         params: a subset of the model's parameters (tensors or names) for a diagonal block.
+        param_filter: the same by name: a glob pattern over full parameter names
+            (``"transformer.h.0.attn.*"``; ``*`` matches dots too), a list of patterns, or a
+            predicate ``name -> bool``. Not together with ``params``.
         dtype: evaluate in this dtype (e.g. ``torch.float64`` for references); default: the
             model's. The model itself is not converted.
         theta: flat values of all trainable parameters to evaluate at (default: the model's).
-        batch_size: split a pair or split into chunks of this size (default: as given).
+        batch_size: cut a single batch or a split into chunks of this many rows (default: as
+            given).
         hvp: the product style: ``"auto"`` (the reused first-order graph within
             ``memory_budget``, recomputation for what does not fit), ``"reuse"`` (same),
             ``"double_backward"`` (recompute per product), ``"forward_over_reverse"``
             (``torch.func.jvp`` of ``torch.func.grad``; falls back to double backward when
             torch.func cannot trace the model).
         memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
-            memory of the device); 0 disables reuse.
+            memory of the device); 0 disables reuse. It changes speed only, never the numbers.
+        block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
+            batched backward whenever every operation of the model has a batching rule, else a
+            loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
+            and faster on CPU for some models, 1.3-1.45x on small GPT-2s; see
+            ``benchmarks/results/hf.md``). Never chosen by a timing; ``info`` records it.
+        reduction: ``"mean"`` or ``"sum"``: declares how ``loss_fn`` reduces a batch when it
+            cannot be read from ``loss_fn.reduction`` (a plain function). None: read it, or tell
+            it by a check on one batch (see :mod:`sgdscope._batching`).
+        batch_size_fn: ``batch -> int``, the number of loss terms of a batch, for weighting
+            batches of unequal size in a mean (default: the target's elements, tokens not
+            labelled -100; for Hugging Face causal LMs the shifted labels).
+
+    Attributes:
+        reduction: ``"mean"``, ``"sum"``, or None (a single batch: nothing to combine, and not
+            checked).
+        info: how products are computed (style, block products and why, retained graph, the
+            reduction and how it was determined).
 
     Example:
         >>> op = HessianOperator(model, torch.nn.functional.cross_entropy, (x, y))
         >>> hv = op @ torch.randn(op.shape[0])
+        >>> op = HessianOperator(gpt2, None, [batch1, batch2], param_filter="transformer.h.0.*")
     """
 
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loss_fn: Callable[..., torch.Tensor] | None,
         data: Any,
         *,
         bn_mode: str = "train",
         ghost_batch_size: int | None = None,
         params: Iterable[Any] | None = None,
+        param_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
         dtype: torch.dtype | None = None,
         theta: torch.Tensor | None = None,
         batch_size: int | None = None,
         hvp: str = "auto",
         memory_budget: int | None = None,
+        reduction: str | None = None,
+        batch_size_fn: Callable[[Any], int] | None = None,
+        block_products: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(
@@ -378,6 +453,11 @@ class HessianOperator(LinearOperator):
             raise InvalidArgumentError(
                 f"hvp: expected one of {', '.join(HVP_STYLES)}, received {hvp!r}"
             )
+        if block_products not in BLOCK_PRODUCTS:
+            raise InvalidArgumentError(
+                f"block_products: expected one of {', '.join(BLOCK_PRODUCTS)}, received "
+                f"{block_products!r}"
+            )
         if batch_size is not None and int(batch_size) < 1:
             raise InvalidArgumentError(
                 f"batch_size: expected a positive integer, received {batch_size!r}"
@@ -387,9 +467,10 @@ class HessianOperator(LinearOperator):
                 f"memory_budget: expected bytes >= 0, received {memory_budget!r}"
             )
 
+        objective = Objective(loss_fn, model, reduction=reduction, batch_size_fn=batch_size_fn)
         device, model_dtype = _model_device_dtype(model)
         dtype = model_dtype if dtype is None else dtype
-        named = _resolve_params(model, params)
+        named = _resolve_params(model, params, param_filter)
         self.param_names: list[str] = [n for n, _ in named]
         self.param_shapes: list[torch.Size] = [p.shape for _, p in named]
         self._numels = [math.prod(s) for s in self.param_shapes]
@@ -419,29 +500,47 @@ class HessianOperator(LinearOperator):
         for n, _ in named:  # the differentiated leaves: private copies, never the model's own
             values[n] = values[n].clone()
         buffers: dict[str, torch.Tensor | None] = {}
+        running: dict[str, torch.Tensor] = {}  # every buffer as it is: for the reduction check
         for mod_name, mod in model.named_modules():
             for b_name, b in mod.named_buffers(recurse=False):
                 full = f"{mod_name}.{b_name}" if mod_name else b_name
+                cast = dtype if b.is_floating_point() else b.dtype
+                copy = b.detach().to(device=device, dtype=cast, copy=True)
+                running[full] = copy
                 is_norm = isinstance(mod, nn.modules.batchnorm._BatchNorm)
-                if is_norm and bn_mode in ("train", "ghost"):
-                    buffers[full] = None  # batch statistics; running ones never touched
-                elif b.is_floating_point():
-                    buffers[full] = b.detach().to(dtype=dtype).clone()
-                else:
-                    buffers[full] = b.detach().clone()
-        self._batches = _prepare_batches(data, batch_size, device, dtype, bn_mode, ghost_batch_size)
+                # train / ghost: batch statistics; running ones never touched
+                buffers[full] = None if is_norm and bn_mode in ("train", "ghost") else copy
+
+        batches = _prepare_batches(
+            data, objective, batch_size, device, dtype, bn_mode, ghost_batch_size
+        )
+        module = ObjectiveModule(model, objective)
+        if len(batches) > 1:
+            red, how = resolve_reduction(objective, batches, eval_loss(module, values, running))
+            counts = objective.counts(batches) if red == "mean" else None
+        else:
+            red, how, counts = objective.declared, "one batch: nothing to combine", None
+        if counts is not None:
+            total = sum(counts)
+            weights = [c / total for c in counts]
+        else:
+            weights = [1.0] * len(batches)
+        self.reduction: str | None = red if len(batches) > 1 else objective.declared
+        self._reduction_info = {"reduction": self.reduction, "reduction_source": how}
+        self._frozen = _frozen_rows(model, named)
+        self._batches: list[Batch] = list(zip(batches, weights, strict=True))
         budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
         self.memory_budget = int(budget)
         self._engine = make_engine(
             hvp,
-            model=model,
-            loss_fn=loss_fn,
+            module=module,
             batches=self._batches,
             names=self.param_names,
             values=values,
             buffers=buffers,
             bn_mode=bn_mode,
             memory_budget=self.memory_budget,
+            block_products=block_products,
         )
 
     # ---------------------------------------------------------------------------------------
@@ -456,8 +555,11 @@ class HessianOperator(LinearOperator):
 
     @property
     def info(self) -> dict[str, Any]:
-        """How products are computed: style, retained graph bytes and batches, fallbacks."""
-        return self._engine.info()
+        """How products are computed: style, block products (batched or a loop, and why),
+        retained graph bytes and batches, fallbacks, the reduction and its source, and the
+        frozen rows (embedding padding rows)."""
+        frozen = [f"{self.param_names[i]}[{row}]" for i, row in self._frozen]
+        return {**self._engine.info(), **self._reduction_info, "frozen_rows": frozen}
 
     def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
         """Split a flat vector (n,) or block (n, m) into per-parameter views, in model order."""
@@ -475,8 +577,8 @@ class HessianOperator(LinearOperator):
         return torch.cat([t.reshape(m, -1) for t in tensors], dim=1).T
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
-        pieces = self.unflatten(V)
-        out = self._engine.hvp(pieces)
+        pieces = self._freeze(self.unflatten(V))
+        out = self._freeze(self._engine.hvp(pieces))
         return self.flatten(out, batched=True).to(dtype=self.dtype)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -484,17 +586,81 @@ class HessianOperator(LinearOperator):
             p.view(1, *s)
             for p, s in zip(torch.split(v, self._numels), self.param_shapes, strict=True)
         ]
-        out = self._engine.hvp(pieces)
+        out = self._freeze(self._engine.hvp(self._freeze(pieces)))
         return torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
 
+    def _freeze(self, pieces: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Zero the frozen rows of per-parameter blocks (m, *shape) (see :func:`_frozen_rows`)."""
+        if not self._frozen:
+            return pieces
+        pieces = list(pieces)
+        for i, row in self._frozen:
+            t = pieces[i].clone()
+            t[:, row] = 0
+            pieces[i] = t
+        return pieces
+
     def gradient(self) -> torch.Tensor:
-        """The gradient ∇L(θ) (flat, shape (n,)) of the mean loss over the data at the snapshot."""
+        """The gradient ∇L(θ) (flat, shape (n,)) of the loss over the data at the snapshot."""
         return self.flatten(self._engine.gradient())
 
     def loss(self) -> float:
-        """The mean loss L(θ) over the data at the snapshot (in the operator's mode)."""
+        """The loss L(θ) over the data at the snapshot (mean or sum by the reduction, in the
+        operator's BatchNorm mode)."""
         return float(self._engine.loss())
 
     def release(self) -> None:
         """Free the retained first-order graph (products after this rebuild it)."""
         self._engine.release()
+
+
+def _frozen_rows(model: nn.Module, named: list[tuple[str, nn.Parameter]]) -> list[tuple[int, int]]:
+    """(parameter index, row) of every embedding padding row among the differentiated tensors.
+
+    torch defines the gradient of an embedding's ``padding_idx`` row as zero although the row is
+    used in the forward, so SGD never moves it and the derivative of the gradient is not
+    symmetric there (double backward and forward-over-reverse disagree). The operator treats those
+    rows as frozen: H restricted to the coordinates SGD can move, with zero rows and columns for
+    the padding rows (recorded in ``info["frozen_rows"]``).
+    """
+    index = {id(p): i for i, (_, p) in enumerate(named)}
+    out = []
+    for mod in model.modules():
+        pad = getattr(mod, "padding_idx", None)
+        weight = getattr(mod, "weight", None)
+        if (
+            isinstance(mod, (nn.Embedding, nn.EmbeddingBag))
+            and pad is not None
+            and weight is not None
+            and id(weight) in index
+        ):
+            out.append((index[id(weight)], int(pad) % weight.shape[0]))
+    return sorted(set(out))
+
+
+def check_finite(
+    out: torch.Tensor, routine: str, product: int, partial: Callable[[], Any] | None = None
+) -> torch.Tensor:
+    """Return ``out`` (an operator product, or a block of them) if every entry is finite, else
+    raise :class:`~sgdscope.errors.NonFiniteError` naming the first bad product.
+
+    ``product`` is the 1-based index of the first product in ``out``; ``partial`` builds the
+    estimator's partial result (called only on failure).
+    """
+    finite = torch.isfinite(out)
+    if bool(finite.all()):
+        return out
+    cols = finite.reshape(out.shape[0], -1).all(dim=0)
+    first = int((~cols).nonzero()[0, 0]) if out.ndim == 2 else 0
+    bad = out[:, first] if out.ndim == 2 else out
+    n_nan, n_inf = int(torch.isnan(bad).sum()), int(torch.isinf(bad).sum())
+    index = product + first
+    raise NonFiniteError(
+        f"{routine}: operator product {index} was not finite ({n_nan} NaN and {n_inf} inf of "
+        f"{bad.numel()} entries); the model's parameters, its data or its loss hold NaN/inf "
+        "(a diverged run, a log of 0, a bad batch); fix: check them — the estimates so far are "
+        "in this error's .partial",
+        routine=routine,
+        product=index,
+        partial=None if partial is None else partial(),
+    )

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 from .lanczos import ConvergenceWarning, EigenResult
-from .operator import as_operator
+from .operator import as_operator, check_finite
 
 __all__ = ["power_iteration"]
 
@@ -44,6 +44,9 @@ def power_iteration(
 
     Returns:
         An :class:`~sgdscope.curvature.EigenResult` (eigenvalues sorted descending).
+
+    Raises:
+        NonFiniteError: a product was NaN or inf (``.partial``: the pairs found before it).
     """
     A = as_operator(op)
     n = A.shape[0]
@@ -65,6 +68,20 @@ def power_iteration(
     resids: list[float] = []
     matvecs = iterations = 0
     all_converged = True
+
+    def partial() -> EigenResult | None:
+        if not vals:
+            return None
+        order = sorted(range(len(vals)), key=lambda i: -vals[i])
+        return EigenResult(
+            eigenvalues=torch.tensor([vals[i] for i in order], dtype=torch.float64),
+            eigenvectors=torch.stack([vecs[i] for i in order], dim=1),
+            residuals=torch.tensor([resids[i] for i in order], dtype=torch.float64),
+            num_matvecs=matvecs,
+            converged=False,
+            iterations=iterations,
+        )
+
     for i in range(k):
         if starts is not None and i < starts.shape[1] and float(starts[:, i].norm()) > 0:
             v = starts[:, i].clone()
@@ -77,7 +94,7 @@ def power_iteration(
         v = v / v.norm()
         lam, res, ok = 0.0, math.inf, False
         for _ in range(max_iter):
-            w = A.matvec(v)
+            w = check_finite(A.matvec(v), "power_iteration", matvecs + 1, partial)
             matvecs += 1
             iterations += 1
             if E is not None and lam_found is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError
-from .operator import as_operator
+from .operator import as_operator, check_finite
 
 __all__ = ["Estimate", "frobenius_norm", "hutchinson_trace"]
 
@@ -84,6 +84,10 @@ def hutchinson_trace(
     Returns:
         An :class:`Estimate` (``stderr`` from the Hutchinson samples; for Hutch++ the exact
         subspace part adds none).
+
+    Raises:
+        NonFiniteError: a product was NaN or inf (``.partial``: the estimate from the samples
+            before it, plain Hutchinson only).
     """
     _check(num_samples, block_size)
     if method not in METHODS:
@@ -96,13 +100,28 @@ def hutchinson_trace(
     dtype, device = A.dtype, A.device
     if method == "hutch++":
         return _hutchpp(A, n, num_samples, gen, dtype, device, block_size)
-    samples = []
+    samples: list[torch.Tensor] = []
+    done = 0
     for m in _blocks(num_samples, block_size):
         V = _rademacher(n, m, gen, dtype, device)
-        HV = A.matmat(V)
+        HV = check_finite(A.matmat(V), "hutchinson_trace", done + 1, lambda: _so_far(samples))
         samples.append((V.double() * HV.double()).sum(dim=0).cpu())
+        done += m
     s = torch.cat(samples)
     return Estimate(float(s.mean()), float(s.std() / math.sqrt(len(s))), len(s), num_samples, s)
+
+
+def _so_far(samples: list[torch.Tensor], sqrt: bool = False) -> Estimate | None:
+    """The estimate from the samples taken before a non-finite product (None if none)."""
+    if not samples:
+        return None
+    s = torch.cat(samples)
+    mean = float(s.mean())
+    se = float(s.std() / math.sqrt(len(s))) if len(s) > 1 else math.nan
+    if sqrt:
+        est = math.sqrt(max(mean, 0.0))
+        return Estimate(est, se / (2 * est) if est > 0 else math.nan, len(s), len(s), s)
+    return Estimate(mean, se, len(s), len(s), s)
 
 
 def _hutchpp(A, n, num_samples, gen, dtype, device, block_size) -> Estimate:
@@ -111,16 +130,30 @@ def _hutchpp(A, n, num_samples, gen, dtype, device, block_size) -> Estimate:
     s_cols = num_samples // 3
     g_cols = num_samples - 2 * s_cols
     S = _rademacher(n, s_cols, gen, dtype, device)
-    Y = torch.cat([A.matmat(S[:, i : i + b]) for i, b in _offsets(s_cols, block_size)], dim=1)
+    Y = torch.cat(
+        [
+            check_finite(A.matmat(S[:, i : i + b]), "hutchinson_trace", i + 1)
+            for i, b in _offsets(s_cols, block_size)
+        ],
+        dim=1,
+    )
     Q, _ = torch.linalg.qr(Y.double())
     Q = Q.to(dtype)
-    HQ = torch.cat([A.matmat(Q[:, i : i + b]) for i, b in _offsets(s_cols, block_size)], dim=1)
+    HQ = torch.cat(
+        [
+            check_finite(A.matmat(Q[:, i : i + b]), "hutchinson_trace", s_cols + i + 1)
+            for i, b in _offsets(s_cols, block_size)
+        ],
+        dim=1,
+    )
     exact = float((Q.double() * HQ.double()).sum())
     samples = []
+    done = 2 * s_cols
     for b in _blocks(g_cols, block_size):
         G = _rademacher(n, b, gen, dtype, device)
         G = G - Q @ (Q.T @ G)
-        HG = A.matmat(G)
+        HG = check_finite(A.matmat(G), "hutchinson_trace", done + 1)
+        done += b
         HG = HG - Q @ (Q.T @ HG)
         samples.append((G.double() * HG.double()).sum(dim=0).cpu())
     s = torch.cat(samples)
@@ -159,11 +192,15 @@ def frobenius_norm(
     A = as_operator(op)
     n = A.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
-    samples = []
+    samples: list[torch.Tensor] = []
+    done = 0
     for m in _blocks(num_samples, block_size):
         V = _rademacher(n, m, gen, A.dtype, A.device)
-        HV = A.matmat(V)
+        HV = check_finite(
+            A.matmat(V), "frobenius_norm", done + 1, lambda: _so_far(samples, sqrt=True)
+        )
         samples.append(HV.double().pow(2).sum(dim=0).cpu())
+        done += m
     s = torch.cat(samples)
     mean = float(s.mean())
     se_sq = float(s.std() / math.sqrt(len(s)))

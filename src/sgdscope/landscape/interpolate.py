@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,8 @@ class InterpolationResult:
 
     Attributes:
         alphas: the K interpolation coefficients in [0, 1], float64, shape (K,).
-        losses: mean loss over the data at each θ(α), float64, shape (K,).
+        losses: loss over the data at each θ(α) (the mean over all loss terms, or the total for
+            a ``"sum"`` loss), float64, shape (K,).
         accuracies: fraction of correct predictions at each θ(α), shape (K,), or None.
         bn_mode: the BatchNorm mode of the evaluation ("train", "eval" or "ghost").
         num_samples: number of loss terms averaged over (examples; tokens for sequences), or None
@@ -50,6 +51,8 @@ def interpolate(
     compile: bool = False,
     batch_size: int | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    reduction: str | None = None,
+    batch_size_fn: Callable[[Any], int] | None = None,
 ) -> InterpolationResult:
     """Loss (and accuracy) at ``num_points`` evenly spaced points from ``theta_a`` to ``theta_b``.
 
@@ -57,12 +60,14 @@ def interpolate(
     ``torch.lerp`` in the model's dtype into one reused buffer (the end points are exactly
     θ_a and θ_b). Only trainable parameters are interpolated; buffers follow ``bn_mode``. The
     model's state is unchanged afterwards. See :func:`~sgdscope.landscape.loss_at` for ``data``,
-    ``bn_mode``, ``compile``, ``batch_size`` and ``max_batch_bytes``.
+    ``loss_fn`` (any batch structure, Hugging Face batches, closures), ``bn_mode``, ``compile``,
+    ``batch_size``, ``max_batch_bytes``, ``reduction`` and ``batch_size_fn``.
 
     Args:
         model: the network.
-        loss_fn: ``loss_fn(output, target)`` → mean loss over the batch.
-        data: the data the loss is averaged over (whole train set in paper B).
+        loss_fn: ``loss_fn(output, target)`` → loss of the batch; None for the model's own
+            ``.loss``; or a :class:`~sgdscope.LossClosure`.
+        data: the data the loss is taken over (whole train set in paper B).
         theta_a: flat parameters at α = 0, shape (n,) (e.g. θ_t).
         theta_b: flat parameters at α = 1, shape (n,) (e.g. θ_{t+1}).
         num_points: K ≥ 2 (paper B's code: 10; sgdscope's default 11 puts α = 0.1, 0.2, … on
@@ -111,6 +116,8 @@ def interpolate(
         compile=compile,
         batch_size=batch_size,
         max_batch_bytes=max_batch_bytes,
+        reduction=reduction,
+        batch_size_fn=batch_size_fn,
     )
     return InterpolationResult(
         alphas=alphas,

@@ -1,6 +1,6 @@
 """The loss of a model at given flat parameter vectors: the hot path of paper B's interpolations.
 
-:func:`loss_at` evaluates the mean loss (and accuracy) over a whole dataset at one or several flat
+:func:`loss_at` evaluates the loss (and accuracy) over a whole dataset at one or several flat
 parameter vectors θ ∈ Rⁿ (the trainable parameters, in ``model.parameters()`` order, as
 :func:`sgdscope.probes.flat_params` flattens them). Each point is written in place into the
 model's own parameters (no ``state_dict`` copies, no model rebuilds), the forward passes run in
@@ -12,6 +12,11 @@ depends on how the data is cut into batches. By default the whole data is one ba
 activations fit in ``max_batch_bytes`` (estimated once per model and input shape); pass
 ``batch_size`` to fix the batching explicitly (that is what "ghost" batches are). In
 ``bn_mode="eval"`` the running statistics are used and the result does not depend on batching.
+
+Data and losses: any batch structure and loss of :mod:`sgdscope._batching` (dict and tuple
+inputs, Hugging Face batches with ``.loss`` or ``.logits``, :class:`~sgdscope.LossClosure`); the
+losses of several batches add up by the loss's reduction, exactly as for
+:class:`~sgdscope.curvature.HessianOperator`: the mean over all loss terms, or the total sum.
 """
 
 from __future__ import annotations
@@ -19,17 +24,26 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._batching import Batch, batch_len, is_pair, iter_batches
+from .._batching import (
+    Objective,
+    move_batch,
+    num_rows,
+    raw_batches,
+    resolve_reduction,
+    slice_batch,
+    tensors_of,
+)
 from .._state import preserved_state, set_bn_mode
 from ..errors import InvalidArgumentError
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``loss_fn(output, target)``, None (the model's own ``.loss``), or a LossClosure.
+LossFn = Callable[..., torch.Tensor] | None
 
 #: Default bound (bytes) on the activations of one evaluation batch; larger data is split evenly.
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20
@@ -42,7 +56,7 @@ _BYTES_PER_SAMPLE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = (
     weakref.WeakKeyDictionary()
 )
 # Per model: compiled batch evaluators keyed by (loss_fn, with_accuracy). The compiled function
-# takes the model as an argument, so the cache does not keep the model alive.
+# takes the model and the objective as arguments, so the cache does not keep the model alive.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 
 
@@ -62,15 +76,24 @@ def loss_at(
     compile: bool = False,
     batch_size: int | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    reduction: str | None = None,
+    batch_size_fn: Callable[[Any], int] | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss over all of ``data`` at one or several flat parameter vectors.
+    """Loss over all of ``data`` at one or several flat parameter vectors.
+
+    The loss over the data is the mean over all loss terms for a ``"mean"`` loss, the total for a
+    ``"sum"`` loss (see :mod:`sgdscope._batching` for how the reduction is read, declared or
+    checked, and refused when it cannot be interpreted).
 
     Args:
         model: the network; its state is unchanged afterwards (parameters, buffers, train/eval
             flags, ``.grad``, RNG).
-        loss_fn: ``loss_fn(output, target)`` → mean loss over the batch (e.g. cross-entropy).
-        data: an ``(x, y)`` pair, a :class:`~sgdscope.data.Split`, a list of ``(x, y)`` batches or
-            a DataLoader. Pairs and splits are moved to the model's device once.
+        loss_fn: ``loss_fn(output, target)`` → loss of the batch (e.g. cross-entropy); None for
+            the model's own ``.loss`` (Hugging Face dict batches); or a
+            :class:`~sgdscope.LossClosure`.
+        data: one batch (an ``(inputs, target)`` tuple, a dict), a
+            :class:`~sgdscope.data.Split`, a list of batches or a DataLoader. Single batches and
+            splits are moved to the model's device once.
         thetas: one flat vector, shape (n,), or a stack of K of them, shape (K, n); n is the
             number of trainable scalars.
         bn_mode: ``"train"`` (batch statistics; paper B), ``"eval"`` (running statistics) or
@@ -82,6 +105,10 @@ def loss_at(
             its activations fit in ``max_batch_bytes``, else even chunks). Batches of lists and
             DataLoaders are used as given.
         max_batch_bytes: bound on the estimated activation memory of one batch (bytes).
+        reduction: ``"mean"`` or ``"sum"``, declared for a loss whose reduction cannot be read
+            (a plain function); None: read or checked.
+        batch_size_fn: ``batch -> int``: loss terms of a batch, to weight a mean over batches
+            of unequal size (default: see :class:`~sgdscope.curvature.HessianOperator`).
 
     Returns:
         The losses, float64 on the CPU: shape () for one vector, (K,) for a stack. With
@@ -115,6 +142,8 @@ def loss_at(
         compile=compile,
         batch_size=batch_size,
         max_batch_bytes=max_batch_bytes,
+        reduction=reduction,
+        batch_size_fn=batch_size_fn,
     )
     if single:
         losses = losses[0]
@@ -136,6 +165,8 @@ def evaluate_points(
     compile: bool = False,
     batch_size: int | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    reduction: str | None = None,
+    batch_size_fn: Callable[[Any], int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Like :func:`loss_at`, over flat vectors produced one at a time by ``points``.
 
@@ -146,17 +177,24 @@ def evaluate_points(
     _check_bn_mode(bn_mode, batch_size)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r}: must be a positive integer or None")
+    objective = Objective(loss_fn, model, reduction=reduction, batch_size_fn=batch_size_fn)
+    if with_accuracy and objective.kind == "closure":
+        objective.accuracy_terms(None, None)  # raises the explanation
     params = trainable_parameters(model)
     numels = [p.numel() for p in params]
     device = params[0].device if params else torch.device("cpu")
     step_fn = _compiled_step(model, loss_fn, with_accuracy) if compile else None
 
-    loss_sums: list[torch.Tensor] = []
-    acc_sums: list[torch.Tensor] = []
+    loss_values: list[torch.Tensor] = []
+    acc_values: list[torch.Tensor] = []
     with preserved_state(model), _restored_parameters(params):
-        set_bn_mode(model, "train" if bn_mode == "ghost" else bn_mode)
         with torch.inference_mode():
-            batches = _materialize(model, data, device, batch_size, max_batch_bytes)
+            # The memory estimate and the reduction check run in eval mode: no BatchNorm
+            # running statistic may move before the points are evaluated.
+            set_bn_mode(model, "eval")
+            batches = _materialize(model, objective, data, device, batch_size, max_batch_bytes)
+            mode = _resolve(model, objective, batches)
+            set_bn_mode(model, "train" if bn_mode == "ghost" else bn_mode)
             for theta in points:
                 if theta.numel() != sum(numels):
                     raise InvalidArgumentError(
@@ -164,17 +202,47 @@ def evaluate_points(
                         "trainable parameters"
                     )
                 _write(params, theta.to(device), numels)
-                loss_sum, correct, count = _evaluate(
-                    model, loss_fn, batches, device, with_accuracy, step_fn
+                loss_sum, weight, correct, count = _evaluate(
+                    model, objective, batches, device, with_accuracy, step_fn, mode == "mean"
                 )
-                loss_sums.append(loss_sum / count)
+                loss_values.append(loss_sum / weight if mode == "mean" else loss_sum)
                 if with_accuracy:
-                    acc_sums.append(correct / count)
-    losses = torch.stack(loss_sums).cpu() if loss_sums else torch.empty(0, dtype=torch.float64)
+                    acc_values.append(correct / count)
+    losses = torch.stack(loss_values).cpu() if loss_values else torch.empty(0, dtype=torch.float64)
     accs = None
     if with_accuracy:
-        accs = torch.stack(acc_sums).cpu() if acc_sums else torch.empty(0, dtype=torch.float64)
+        accs = torch.stack(acc_values).cpu() if acc_values else torch.empty(0, dtype=torch.float64)
     return losses, accs
+
+
+def _resolve(model: nn.Module, objective: Objective, batches: Iterable[Any]) -> str:
+    """How the losses of ``batches`` combine: ``"mean"`` (weighted by loss terms), ``"sum"``, or
+    ``"one"`` (a single batch: its loss as it is, whatever the reduction).
+
+    Runs in the caller's ``preserved_state``, inference mode and BatchNorm eval mode.
+    """
+    if isinstance(batches, list):
+        head = batches[:2]
+    else:
+        head = []
+        for b in batches:
+            head.append(b)
+            if len(head) == 2:
+                break
+    if len(head) < 2:
+        return "one"
+
+    def evaluate(batch: Any) -> torch.Tensor:
+        return objective.loss(model, move_batch(batch, _device_of(model)))
+
+    reduction, _ = resolve_reduction(objective, head, evaluate)
+    return reduction
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
 
 
 def _check_bn_mode(bn_mode: str, batch_size: int | None) -> None:
@@ -211,84 +279,95 @@ def _write(params: list[nn.Parameter], theta: torch.Tensor, numels: list[int]) -
 
 def _materialize(
     model: nn.Module,
+    objective: Objective,
     data: Any,
     device: torch.device,
     batch_size: int | None,
     max_batch_bytes: int,
-) -> Iterable[Batch]:
+) -> Iterable[Any]:
     """The batches every point is evaluated on, computed once.
 
-    Pairs and splits become a list of views on the model's device (cut to ``batch_size`` or the
-    memory bound); a re-iterable (list, DataLoader) is returned as is; a one-shot iterator is
-    turned into a list so that every point sees the same data.
+    A single batch or a split becomes a list of views on the model's device (cut to
+    ``batch_size`` or the memory bound); a re-iterable (list, DataLoader) is returned as is; a
+    one-shot iterator is turned into a list so that every point sees the same data.
     """
     if _is_bundle(data):
         raise InvalidArgumentError(
-            "data: got a whole DataBundle; pass one split, e.g. bundle.train or bundle.probe"
+            "data: expected one split of the data, received a whole DataBundle; fix: pass "
+            "bundle.train or bundle.probe"
         )
-    if is_pair(data) or (hasattr(data, "batches") and callable(data.batches)):
-        if is_pair(data):
-            x, y = data
+    closure = objective.kind == "closure"
+    single = isinstance(data, (tuple, Mapping)) or (closure and isinstance(data, torch.Tensor))
+    if single or (hasattr(data, "batches") and callable(data.batches)):
+        if single:
+            objective.check(data, -1)
+            whole = move_batch(data, device)
+        elif hasattr(data, "tensors"):  # splits: the tensors themselves (views)
+            x, y = data.tensors()
+            whole = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         else:
-            # Splits: take the tensors when available (views), else concatenate its batches.
-            if hasattr(data, "tensors"):
-                x, y = data.tensors()
-            else:
-                parts = list(data.batches(None))
-                x = torch.cat([p[0] for p in parts])
-                y = torch.cat([p[1] for p in parts])
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        n = len(y)
+            parts = list(data.batches(None))
+            whole = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+            whole = move_batch(whole, device)
+        n = num_rows(whole)
         if n == 0:
             raise InvalidArgumentError("data: the dataset is empty")
+        if n is None:
+            return [whole]  # nothing to cut along
         bs = batch_size
         if bs is None:
-            per_sample = _activation_bytes_per_sample(model, x)
+            per_sample = _activation_bytes_per_sample(model, objective, whole, n)
             fit = max(1, max_batch_bytes // max(per_sample, 1))
             # Even chunks: with BN in train mode every batch then has about the same size.
             chunks = math.ceil(n / fit)
             bs = math.ceil(n / chunks)
-        return list(iter_batches((x, y), bs))
+        return [slice_batch(whole, s, s + bs, n) for s in range(0, n, bs)]
     if isinstance(data, Iterable) and iter(data) is data:
-        return list(iter_batches(data))
-    return _ReIterable(data)
-
-
-class _ReIterable:
-    """Re-iterates a list or DataLoader of batches each time it is iterated."""
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __iter__(self) -> Iterator[Batch]:
-        return iter_batches(self.data)
+        return list(_checked(objective, data))
+    return _ReIterable(objective, data)
 
 
 def _is_bundle(data: Any) -> bool:
     return hasattr(data, "train") and hasattr(data, "probe") and hasattr(data, "split")
 
 
-def _activation_bytes_per_sample(model: nn.Module, x: torch.Tensor) -> int:
+def _checked(objective: Objective, data: Any) -> Iterator[Any]:
+    closure = objective.kind == "closure"
+    for i, b in enumerate(raw_batches(data, closure=closure)):
+        objective.check(b, i)
+        yield b
+
+
+class _ReIterable:
+    """Re-iterates a list or DataLoader of batches each time it is iterated."""
+
+    def __init__(self, objective: Objective, data: Any) -> None:
+        self.objective = objective
+        self.data = data
+
+    def __iter__(self) -> Iterator[Any]:
+        return _checked(self.objective, self.data)
+
+
+def _activation_bytes_per_sample(
+    model: nn.Module, objective: Objective, batch: Any, rows: int
+) -> int:
     """Estimated peak activation bytes per sample of one forward pass in inference mode.
 
     One forward on two samples with hooks on the leaf modules; the peak is taken as the largest
     input + output of one module (a chain frees what it no longer needs). Cached per model and
-    input shape. The caller has saved the model's state (BN statistics touched here are restored).
+    input shape. The caller has put BatchNorm in eval mode (no running statistic moves).
     """
-    key = (tuple(x.shape[1:]), x.dtype)
+    key = tuple((tuple(t.shape[1:]), t.dtype) for t in tensors_of(batch))
     per_model = _BYTES_PER_SAMPLE.setdefault(model, {})
     if key in per_model:
         return per_model[key]
-    sample = x[: min(2, len(x))]
-    peak = [sample.numel() * sample.element_size()]
+    k = min(2, rows)
+    sample = slice_batch(batch, 0, k, rows)
+    peak = [sum(t.numel() * t.element_size() for t in tensors_of(sample))]
 
     def nbytes(obj: Any) -> int:
-        if isinstance(obj, torch.Tensor):
-            return obj.numel() * obj.element_size()
-        if isinstance(obj, (tuple, list)):
-            return sum(nbytes(o) for o in obj)
-        return 0
+        return sum(t.numel() * t.element_size() for t in tensors_of(obj))
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         peak[0] = max(peak[0], nbytes(inputs) + nbytes(output))
@@ -296,24 +375,23 @@ def _activation_bytes_per_sample(model: nn.Module, x: torch.Tensor) -> int:
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
-        model(sample)
+        objective.forward(model, sample)
     finally:
         for h in handles:
             h.remove()
-    per_model[key] = math.ceil(peak[0] / len(sample))
+    per_model[key] = math.ceil(peak[0] / k)
     return per_model[key]
 
 
 def _batch_terms(
-    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, with_accuracy: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean loss of one batch, and the number of correct argmax predictions if asked."""
-    out = model(x)
-    loss = loss_fn(out, y)
+    model: nn.Module, objective: Objective, batch: Any, with_accuracy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Loss of one batch, and the correct argmax predictions and their number if asked."""
+    loss, out = objective.forward(model, batch)
     if not with_accuracy:
-        return loss, None
-    pred = out.argmax(-1)
-    return loss, (pred.reshape(y.shape) == y).sum()
+        return loss, None, None
+    correct, count = objective.accuracy_terms(out, batch)
+    return loss, correct, count
 
 
 def _compiled_step(model: nn.Module, loss_fn: LossFn, with_accuracy: bool) -> Callable:
@@ -326,31 +404,41 @@ def _compiled_step(model: nn.Module, loss_fn: LossFn, with_accuracy: bool) -> Ca
 
 def _evaluate(
     model: nn.Module,
-    loss_fn: LossFn,
-    batches: Iterable[Batch],
+    objective: Objective,
+    batches: Iterable[Any],
     device: torch.device,
     with_accuracy: bool,
     step_fn: Callable | None,
-) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """Batch-size-weighted sums (float64, on ``device``: no sync per batch) over all batches."""
+    mean: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Sums over all batches (float64, on ``device``: no sync per batch): the loss (weighted by
+    each batch's loss terms when ``mean``), the weights, correct predictions, predictions."""
     fn = step_fn if step_fn is not None else _batch_terms
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    weight = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device) if with_accuracy else None
-    count = 0
-    for x, y in batches:
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        if with_accuracy and y.dtype.is_floating_point:
-            raise InvalidArgumentError(
-                "with_accuracy=True needs integer class targets; got float targets "
-                f"({y.dtype}): use with_accuracy=False for regression losses"
-            )
-        loss, ok = fn(model, loss_fn, x, y, with_accuracy)
-        m = batch_len(y)
-        loss_sum += loss.double() * m
-        if correct is not None and ok is not None:
+    count = torch.zeros((), dtype=torch.float64, device=device) if with_accuracy else None
+    seen = 0
+    for i, batch in enumerate(batches):
+        batch = move_batch(batch, device)
+        loss, ok, n_pred = fn(model, objective, batch, with_accuracy)
+        if mean:
+            m = objective.count(batch)
+            if m is None:
+                raise InvalidArgumentError(objective._no_count_message(i))
+            loss_sum += loss.double() * m
+            weight += m
+        else:
+            loss_sum += loss.double()
+        if correct is not None and ok is not None and count is not None and n_pred is not None:
             correct += ok.double()
-        count += m
-    if count == 0:
+            count += n_pred
+        seen += 1
+    if seen == 0:
         raise InvalidArgumentError("data: the dataset yielded no batches")
-    return loss_sum, correct, count
+    if mean and not bool(weight > 0):
+        raise InvalidArgumentError(
+            "the data has no loss terms (every target is ignored or every batch is empty); "
+            "fix: check the targets (-100 marks ignored labels)"
+        )
+    return loss_sum, weight, correct, count

@@ -144,6 +144,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "trace_samples": 2,
                 "fro_samples": 2,
                 "per_layer": True,
+                "ggn": True,
             },
         },
         {"name": "alignment", "every": 4, "options": {"k": 3, "full_batch": True}},

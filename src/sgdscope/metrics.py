@@ -227,7 +227,8 @@ GRAD_COSINE = _add(
 # =========================================================================== sharpness
 LAMBDA = _add(
     "lambda_{i}",
-    "i-th largest eigenvalue of the probe-set Hessian H(θ_t) (Lanczos), i = 1…k",
+    "i-th largest eigenvalue of the eigenbasis's matrix at θ_t (the probe-set Hessian H unless "
+    "eigenbasis.curvature is ggn or fisher; Lanczos), i = 1…k",
     "nats / param²",
     "sharpness",
 )
@@ -251,6 +252,13 @@ STABILITY_THRESHOLD = _add(
     "stability_threshold",
     "the optimizer's linear-stability threshold at η_t: 2/η (SGD), (2 + 2β)/η (momentum β), "
     "(2 + 2β₁)/((1 − β₁)η) (Adam, against precond_lambda_1)",
+    "nats / param²",
+    "sharpness",
+).name
+GGN_LAMBDA_1 = _add(
+    "ggn_lambda_1",
+    "λ₁ of the generalised Gauss-Newton matrix G(θ_t) on the eigenbasis's data, against λ₁(H) "
+    "(option ggn)",
     "nats / param²",
     "sharpness",
 ).name

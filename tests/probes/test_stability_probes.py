@@ -139,3 +139,25 @@ def test_an_adam_run_writes_the_preconditioned_sharpness(tmp_path) -> None:
     values = s[s.name == M.PRECOND_LAMBDA_1].value
     assert len(values) == 2 and (values > 0).all()
     assert s[s.name == M.STABILITY_THRESHOLD].value.tolist() == pytest.approx([38 / 0.01] * 2)
+
+
+def test_ggn_option_records_lambda_1_of_the_gauss_newton_matrix() -> None:
+    model, (x, y), _, thetas, out = _run(lambda p: SGD(p, lr=0.1), steps=2, ggn=True)
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    sizes = [s.numel() for s in shapes]
+
+    def logits(th: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(th, sizes)
+        params = {n: v.view(s) for n, v, s in zip(names, pieces, shapes, strict=True)}
+        return functional_call(model, params, (x,))
+
+    theta = thetas[-1]
+    jac = torch.func.jacrev(logits)(theta).reshape(-1, theta.numel())
+    o = logits(theta).detach()
+    h_out = torch.func.hessian(lambda oo: F.cross_entropy(oo, y))(o).reshape(o.numel(), -1)
+    expected = float(torch.linalg.eigvalsh(jac.T @ h_out @ jac)[-1])
+    got = out[-1].scalars
+    assert got["ggn_lambda_1"] == pytest.approx(expected, rel=1e-7)
+    with pytest.raises(ConfigError, match="ggn"):
+        SharpnessProbe(ggn="yes")

@@ -12,7 +12,8 @@ linear-stability threshold ``stability_threshold`` (2/η for SGD, (2 + 2β)/η w
 (2 + 2β₁)/((1 − β₁)η) for Adam: :func:`sgdscope.optim.stability_threshold`) and ``stability`` =
 sharpness / threshold (1 at the edge of stability; the sharpness is λ₁(H), or for a
 preconditioned optimizer such as Adam the preconditioned sharpness ``precond_lambda_1`` =
-λ₁(P⁻¹ᐟ² H P⁻¹ᐟ²) with P = diag(√v̂ + ε) from the optimizer's own state), the number
+λ₁(P⁻¹ᐟ² H P⁻¹ᐟ²) with P = diag(√v̂ + ε) from the optimizer's own state), optionally
+``ggn_lambda_1`` = λ₁ of the Gauss-Newton matrix (option ``ggn``), the number
 of products ``hessian_matvecs`` (the basis's refresh at this step plus the probe's own extras),
 optionally ``hessian_trace`` (with ``hessian_trace_se``), ``hessian_fro`` (with
 ``hessian_fro_se``) and ``lambda_1/<group>`` per parameter group (one group per module that owns
@@ -67,6 +68,8 @@ class SharpnessProbe(BasisProbe):
         preconditioned: also record ``precond_lambda_1`` = λ₁(P⁻¹ᐟ² H P⁻¹ᐟ²) with the
             optimizer's preconditioner (Lanczos with the basis's tolerance, warm-started);
             None (default): exactly when the optimizer preconditions (Adam, AdamW).
+        ggn: also record ``ggn_lambda_1`` = λ₁(G) of the generalised Gauss-Newton matrix with the
+            basis's data and modes, to set against λ₁(H) (Lanczos, warm-started).
         seed: base seed of the trace / Frobenius estimators (the step is added).
     """
 
@@ -82,6 +85,7 @@ class SharpnessProbe(BasisProbe):
         fro_samples: int = 0,
         per_layer: bool = False,
         preconditioned: bool | None = None,
+        ggn: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(every, seed=seed)
@@ -92,6 +96,10 @@ class SharpnessProbe(BasisProbe):
             )
         self.preconditioned = preconditioned
         self._precond_vector: torch.Tensor | None = None
+        if not isinstance(ggn, bool):
+            raise ConfigError(f"probes[sharpness].options.ggn: expected true or false, got {ggn!r}")
+        self.ggn = ggn
+        self._ggn_vector: torch.Tensor | None = None
         for key, val in (("trace_samples", trace_samples), ("fro_samples", fro_samples)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 0 or val == 1:
                 raise ConfigError(
@@ -132,6 +140,12 @@ class SharpnessProbe(BasisProbe):
         elif precond:
             sharpness = float("nan")  # λ₁(H) is not what an adaptive method's threshold bounds
         scalars["stability"] = sharpness / threshold if threshold > 0 else float("nan")
+        if self.ggn:
+            lam_g, used, self._ggn_vector = self._top(
+                basis.operator(theta=ctx.theta, curvature="ggn"), basis, self._ggn_vector, seed + 3
+            )
+            scalars["ggn_lambda_1"] = lam_g
+            matvecs += used
         if self.trace_samples or self.fro_samples:
             op = basis.operator(theta=ctx.theta)
             if self.trace_samples:
@@ -176,28 +190,39 @@ class SharpnessProbe(BasisProbe):
         if diag is None:  # no step yet: no second moment
             return float("nan"), 0
         op = PreconditionedOperator(basis.operator(theta=ctx.theta), diag)
-        v0 = self._precond_vector
-        if v0 is not None and v0.shape[0] == op.shape[0]:
-            v0 = v0.to(device=op.device, dtype=op.dtype)
-        else:
-            v0 = None
+        lam, used, self._precond_vector = self._top(op, basis, self._precond_vector, seed + 2)
+        return lam, used
+
+    @staticmethod
+    def _top(
+        op: Any, basis: Any, saved: torch.Tensor | None, seed: int
+    ) -> tuple[float, int, torch.Tensor]:
+        """λ₁ of ``op`` by Lanczos with the basis's tolerance, warm-started from ``saved``:
+        (λ₁, products, its eigenvector for the next warm start)."""
+        v0 = None
+        if saved is not None and saved.shape[0] == op.shape[0]:
+            v0 = saved.to(device=op.device, dtype=op.dtype)
         res = lanczos(
-            op, 1, tol=basis.options.tol, max_iter=basis.options.max_iter, v0=v0, seed=seed + 2
+            op, 1, tol=basis.options.tol, max_iter=basis.options.max_iter, v0=v0, seed=seed
         )
         op.release()
-        self._precond_vector = res.eigenvectors[:, 0].detach().clone()
-        return float(res.eigenvalues[0]), int(res.num_matvecs)
+        return (
+            float(res.eigenvalues[0]),
+            int(res.num_matvecs),
+            res.eigenvectors[:, 0].detach().clone(),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["layer_vectors"] = {
             g: v.detach().cpu().clone() for g, v in self._layer_vectors.items()
         }
-        v = self._precond_vector
-        state["precond_vector"] = None if v is None else v.detach().cpu().clone()
+        for key, v in (("precond_vector", self._precond_vector), ("ggn_vector", self._ggn_vector)):
+            state[key] = None if v is None else v.detach().cpu().clone()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._layer_vectors = dict(state.get("layer_vectors") or {})
         self._precond_vector = state.get("precond_vector")
+        self._ggn_vector = state.get("ggn_vector")

@@ -58,6 +58,7 @@ def bench(wl: str, rounds: int) -> tuple[list[dict], float]:
     v = torch.randn(n, generator=torch.Generator().manual_seed(0))
     hess = HessianOperator(model, F.cross_entropy, (x, y), bn_mode="eval")
     ggn = GGNOperator(model, F.cross_entropy, (x, y), bn_mode="eval")
+    ggn_func = GGNOperator(model, F.cross_entropy, (x, y), bn_mode="eval", products="func")
 
     def grad():
         model.zero_grad(set_to_none=True)
@@ -67,6 +68,7 @@ def bench(wl: str, rounds: int) -> tuple[list[dict], float]:
         "gradient (loss.backward)": grad,
         "HVP (sgdscope HessianOperator)": lambda: hess @ v,
         "GGN product (sgdscope GGNOperator)": lambda: ggn @ v,
+        "GGN product (sgdscope, products='func')": lambda: ggn_func @ v,
     }
     peer = _peer(model, x, y)
     if peer is not None:
@@ -74,7 +76,7 @@ def bench(wl: str, rounds: int) -> tuple[list[dict], float]:
     # Agreement of the two GGN products (float32: relative difference).
     agree = float("nan")
     if peer is not None:
-        a, b = ggn @ v, peer(v)
+        a, b = ggn @ v, peer(v).detach()
         agree = float((a - b).norm() / b.norm())
     times = rounds_of(fns, rounds)
     base = times["gradient (loss.backward)"]

@@ -107,16 +107,24 @@ def _block(n: int, m: int = 3, seed: int = 5) -> torch.Tensor:
         ("gelu", F.cross_entropy, False),
     ],
 )
-def test_ggn_products_against_dense(activation, loss, regression) -> None:
+@pytest.mark.parametrize("products", ["autograd", "func"])
+def test_ggn_products_against_dense(activation, loss, regression, products) -> None:
     model = _mlp(activation)
     x, y = _data(regression=regression)
     dense = _Dense(model)
     G = dense.ggn(loss, [(x, y)], [1.0])
-    op = GGNOperator(model, loss, (x, y))
+    op = GGNOperator(model, loss, (x, y), products=products)
     V = _block(op.shape[0])
     torch.testing.assert_close(op @ V, G @ V, rtol=0, atol=ATOL)
     torch.testing.assert_close(op @ V[:, 0], G @ V[:, 0], rtol=0, atol=ATOL)
-    assert op.info["style"] == "ggn" and op.info["block_products"] == "batched"
+    expected_blocks = "loop" if products == "autograd" else "batched"
+    assert op.info["style"] == f"ggn ({products})"
+    assert op.info["block_products"] == expected_blocks
+    assert op.info["kept_batches"] == 1  # the graphs are kept within the memory budget
+    # without a budget the same products are recomputed each time
+    op0 = GGNOperator(model, loss, (x, y), products=products, memory_budget=0)
+    torch.testing.assert_close(op0 @ V, op @ V, rtol=0, atol=ATOL)
+    assert op0.info["kept_batches"] == 0
     # G is positive semi-definite (convex losses in the outputs).
     assert torch.linalg.eigvalsh(G).min() > -1e-12
 
@@ -181,14 +189,22 @@ def test_ggn_block_theta_dtype_and_batchnorm_modes() -> None:
     torch.testing.assert_close(op64 @ V, G64 @ V, rtol=0, atol=1e-6)  # x rounded to float32
 
 
-def test_ggn_autograd_fallback_equals_torch_func() -> None:
+def test_ggn_falls_back_to_the_other_product_style(monkeypatch) -> None:
     model = _mlp()
     x, y = _data()
     op = GGNOperator(model, F.cross_entropy, (x, y))
     V = _block(op.shape[0])
-    fast = op @ V
-    op._engine._autograd = True  # the path taken when torch.func cannot trace a model
-    torch.testing.assert_close(op @ V, fast, rtol=0, atol=ATOL)
+    expected = op @ V
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("derivative for this op is not implemented")
+
+    fresh = GGNOperator(model, F.cross_entropy, (x, y))
+    monkeypatch.setattr(fresh._engine, "_batch_autograd", broken)
+    torch.testing.assert_close(fresh @ V, expected, rtol=0, atol=ATOL)
+    assert fresh.info["style"] == "ggn (func)"
+    with pytest.raises(InvalidArgumentError, match="products"):
+        GGNOperator(model, F.cross_entropy, (x, y), products="fast")
 
 
 def test_ggn_refuses_losses_without_outputs() -> None:
@@ -200,6 +216,8 @@ def test_ggn_refuses_losses_without_outputs() -> None:
             GGNOperator(model, bad, (x, y))
     with pytest.raises(InvalidArgumentError, match="hvp"):
         GGNOperator(model, F.cross_entropy, (x, y), hvp="reuse")
+    with pytest.raises(InvalidArgumentError, match="hvp"):
+        EmpiricalFisherOperator(model, F.cross_entropy, (x, y), hvp="reuse")
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -8,11 +8,12 @@ positive semi-definite whenever the loss is convex in the outputs, and G = H whe
 linear in θ and H_out is constant (MSE). Martens 2020, "New insights and perspectives on the
 natural gradient method", §8; Schraudolph 2002.
 
-Products never form J: per batch, one ``torch.func.vjp`` of the outputs (kept for the operator's
-life within the memory budget, like the Hessian's reused graph), and per vector a
-``torch.func.jvp`` (J v), the output Hessian's product (a VJP of the loss's gradient with respect
-to the outputs, on the small output tensor) and the kept VJP (Jᵀ u); vmapped over the vectors of a
-block. Models torch.func cannot trace fall back to autograd (J v by the double-VJP trick).
+Products never form J. By default (``products="autograd"``) each batch's outputs f, Jᵀu for a dummy
+u (with its graph) and the output gradient ∂L_b/∂f (with its graph) are built once and kept within
+the memory budget, like the Hessian's reused graph; a product is then three backward passes: J v
+as the derivative of Jᵀu in u (the double-VJP trick), H_out (J v) on the small output tensor, and
+Jᵀ(·). ``products="func"`` uses ``torch.func.jvp`` (J v, a forward per product) and a kept
+``torch.func.vjp``, vmapped over a block; each falls back to the other.
 """
 
 from __future__ import annotations
@@ -50,8 +51,29 @@ def _call_parts(batch: Any) -> tuple[tuple[Any, ...], dict[str, Any], torch.Tens
     return (inputs,), {}, target
 
 
+PRODUCTS = ("autograd", "func")
+
+
+class _Linearised:
+    """One batch's retained graphs: outputs f(θ), Jᵀu (of a dummy u, with its graph: J v is its
+    derivative in u) and the output gradient ∂L_b/∂f (with its graph: H_out w is its derivative)."""
+
+    def __init__(self, leaves, out, u, jtu, o, g_out) -> None:
+        self.leaves, self.out, self.u, self.o, self.g_out = leaves, out, u, o, g_out
+        self.pairs = [i for i, j in enumerate(jtu) if j is not None and j.requires_grad]
+        self.jtu = [jtu[i] for i in self.pairs]
+
+
 class _GGNEngine(_Engine):
-    """Σ_b w_b J_bᵀ H_out,b J_b V for blocks V, on the snapshot of a HessianOperator."""
+    """Σ_b w_b J_bᵀ H_out,b J_b V for blocks V, on the snapshot of a HessianOperator.
+
+    ``products="autograd"`` (default): per batch, one forward and two backward graphs are built
+    and kept (within the memory budget, else rebuilt per product); a product is then three
+    backward passes through them (J v by the double-VJP trick, H_out (J v) on the output tensor,
+    Jᵀ(·)) and no forward. ``products="func"``: ``torch.func.jvp`` for J v (a forward per
+    product) and a kept ``torch.func.vjp``, vmapped over a block. Each falls back to the other
+    when the model cannot be differentiated that way.
+    """
 
     style = "ggn"
 
@@ -62,6 +84,7 @@ class _GGNEngine(_Engine):
         values: Pieces,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         budget: int,
+        products: str = "autograd",
     ) -> None:
         super().__init__(fn, batches, values)
         self.model: nn.Module = fn.model
@@ -70,10 +93,15 @@ class _GGNEngine(_Engine):
         self.fixed = {k.removeprefix("model."): v for k, v in fn.fixed.items()}
         self.train_mode = "eval" if fn.bn_mode == "eval" else "train"
         self.budget = int(budget)
-        self._kept: dict[int, tuple[torch.Tensor, Callable, torch.Tensor]] = {}
+        self.products = products
+        self.style = f"ggn ({products})"
+        self._kept: dict[int, Any] = {}
         self._kept_bytes = 0
         self._full = False
-        self._autograd = False  # torch.func failed: autograd from now on
+        self._switched = False
+        if products == "autograd":
+            self.block_mode = "loop"
+            self.block_reason = "loop: GGN autograd products, three backward passes per vector"
 
     # -- pieces ---------------------------------------------------------------------------
     def _outputs(self, leaves: Sequence[torch.Tensor], batch: Any) -> torch.Tensor:
@@ -84,6 +112,59 @@ class _GGNEngine(_Engine):
             out = functional_call(self.model, tensors, args, kwargs)
         return output_logits(out)
 
+    def _keep(self, index: int, item: Any, size: int) -> None:
+        if not self._full and self._kept_bytes + size <= self.budget:
+            self._kept[index] = item
+            self._kept_bytes += size
+        else:
+            self._full = True
+
+    # -- autograd products ------------------------------------------------------------------
+    def _graph(self, index: int) -> _Linearised:
+        kept = self._kept.get(index)
+        if kept is not None:
+            return kept
+        data, w = self.batches[index]
+        target = _call_parts(data)[2]
+        leaves = [v.detach().requires_grad_(True) for v in self.values]
+        exclude = leaves + tensors_of(data)
+        with torch.enable_grad(), _count_saved_bytes(exclude) as counter:
+            out = self._outputs(leaves, data)
+            u = torch.zeros_like(out, requires_grad=True)
+            jtu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True)
+            o = out.detach().requires_grad_(True)
+            g_out = torch.autograd.grad(self.loss_fn(o, target) * w, o, create_graph=True)[0]
+        item = _Linearised(leaves, out, u, jtu, o, g_out)
+        self._keep(index, item, counter[0])
+        return item
+
+    def _batch_autograd(self, index: int, V: Pieces) -> Pieces:
+        lin = self._graph(index)
+        cols = []
+        with torch.enable_grad():
+            for j in range(V[0].shape[0]):
+                jv = None
+                if lin.pairs:
+                    vs = [V[i][j] for i in lin.pairs]
+                    jv = torch.autograd.grad(
+                        lin.jtu, lin.u, vs, retain_graph=True, allow_unused=True
+                    )[0]
+                if jv is None or not lin.g_out.requires_grad:  # J v = 0 or H_out = 0
+                    cols.append([torch.zeros_like(le) for le in lin.leaves])
+                    continue
+                hjv = torch.autograd.grad(lin.g_out, lin.o, jv, retain_graph=True)[0]
+                res = torch.autograd.grad(
+                    lin.out, lin.leaves, hjv, retain_graph=True, allow_unused=True
+                )
+                cols.append(
+                    [
+                        torch.zeros_like(le) if r is None else r
+                        for r, le in zip(res, lin.leaves, strict=True)
+                    ]
+                )
+        return [torch.stack([c[p] for c in cols]).detach() for p in range(len(V))]
+
+    # -- torch.func products ----------------------------------------------------------------
     def _linearised(self, index: int) -> tuple[torch.Tensor, Callable, torch.Tensor]:
         """``(outputs, vjp_fn, target)`` of batch ``index`` (kept while within the budget)."""
         kept = self._kept.get(index)
@@ -93,12 +174,7 @@ class _GGNEngine(_Engine):
         out, vjp_fn = torch.func.vjp(lambda *p: self._outputs(p, data), *self.values)
         item = (out.detach(), vjp_fn, _call_parts(data)[2])
         if not self._full:
-            size = self._graph_bytes(data)
-            if self._kept_bytes + size <= self.budget:
-                self._kept[index] = item
-                self._kept_bytes += size
-            else:
-                self._full = True
+            self._keep(index, item, self._graph_bytes(data))
         return item
 
     def _graph_bytes(self, data: Any) -> int:
@@ -110,7 +186,7 @@ class _GGNEngine(_Engine):
             self._outputs(leaves, data)
         return counter[0]
 
-    def _batch_ggn(self, index: int, V: Pieces) -> Pieces:
+    def _batch_func(self, index: int, V: Pieces) -> Pieces:
         data, w = self.batches[index]
         out, vjp_fn, target = self._linearised(index)
         primals = tuple(self.values)
@@ -136,52 +212,31 @@ class _GGNEngine(_Engine):
         cols = [one(tuple(v[j] for v in V)) for j in range(m)]
         return [torch.stack([c[p] for c in cols]) for p in range(len(V))]
 
-    def _batch_ggn_autograd(self, index: int, V: Pieces) -> Pieces:
-        """The same product by autograd alone: J v = ∂/∂u (Jᵀu)·v (the double-VJP trick)."""
-        data, w = self.batches[index]
-        target = _call_parts(data)[2]
-        leaves = [v.detach().requires_grad_(True) for v in self.values]
-        cols = []
-        with torch.enable_grad():
-            out = self._outputs(leaves, data)
-            u = torch.zeros_like(out, requires_grad=True)
-            jtu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True)
-            pairs = [(j, le) for j, le in zip(jtu, leaves, strict=True) if j is not None]
-            o = out.detach().requires_grad_(True)
-            g_out = torch.autograd.grad(self.loss_fn(o, target) * w, o, create_graph=True)[0]
-            for j in range(V[0].shape[0]):
-                vs = [V[i][j] for i, jt in enumerate(jtu) if jt is not None]
-                jv = torch.autograd.grad(
-                    [p for p, _ in pairs], u, vs, retain_graph=True, allow_unused=True
-                )[0]
-                jv = torch.zeros_like(out) if jv is None else jv
-                hjv = torch.autograd.grad(g_out, o, jv, retain_graph=True)[0]
-                res = torch.autograd.grad(out, leaves, hjv, retain_graph=True, allow_unused=True)
-                cols.append(
-                    [
-                        torch.zeros_like(le) if r is None else r
-                        for r, le in zip(res, leaves, strict=True)
-                    ]
-                )
-        return [torch.stack([c[p] for c in cols]).detach() for p in range(len(V))]
-
     # -- interface --------------------------------------------------------------------------
+    def _batch(self, index: int, V: Pieces) -> Pieces:
+        if self.products == "autograd":
+            return self._batch_autograd(index, V)
+        return self._batch_func(index, V)
+
     def hvp(self, V: Pieces) -> Pieces:
         parts = []
         for i in range(len(self.batches)):
-            if not self._autograd:
-                try:
-                    parts.append(self._batch_ggn(i, V))
-                    continue
-                except (RuntimeError, NotImplementedError) as exc:
-                    logger.warning(
-                        "GGNOperator: torch.func cannot trace this model (%s); falling back to "
-                        "autograd products",
-                        _first_line(exc),
-                    )
-                    self._autograd, self._kept, self._kept_bytes = True, {}, 0
-                    self.style = "ggn (autograd)"
-            parts.append(self._batch_ggn_autograd(i, V))
+            try:
+                parts.append(self._batch(i, V))
+            except (RuntimeError, NotImplementedError) as exc:
+                if self._switched:
+                    raise
+                other = "func" if self.products == "autograd" else "autograd"
+                logger.warning(
+                    "GGNOperator: %s products failed on this model (%s); using %s products",
+                    self.products,
+                    _first_line(exc),
+                    other,
+                )
+                self.products, self.style, self._switched = other, f"ggn ({other})", True
+                self._kept, self._kept_bytes, self._full = {}, 0, False
+                self.block_mode = "loop" if other == "autograd" else None
+                parts = [self._batch(k, V) for k in range(i + 1)]
         return _reduce_parts(parts, V)
 
     def info(self) -> dict[str, Any]:
@@ -211,19 +266,37 @@ class GGNOperator(HessianOperator):
         model, loss_fn, data: as :class:`~sgdscope.curvature.HessianOperator`; ``loss_fn`` must
             be ``loss_fn(output, target)`` (the output Hessian needs the loss as a function of the
             outputs: a :class:`~sgdscope.LossClosure` or the model's own ``.loss`` are refused).
+        products: ``"autograd"`` (default: per batch one forward and two backward graphs kept
+            within ``memory_budget``, then three backward passes per product; the fastest on the
+            benchmark's MLP and CNN) or ``"func"`` (``torch.func`` JVP and VJP, vmapped over a
+            block); each falls back to the other when the model cannot be differentiated so.
         **options: every other keyword of :class:`~sgdscope.curvature.HessianOperator` but
-            ``hvp`` (the GGN has one product style).
+            ``hvp`` (a Hessian product style).
 
     Example:
         >>> G = GGNOperator(model, torch.nn.functional.cross_entropy, (x, y))
         >>> lanczos(G, k=5).eigenvalues        # λ₁(G) ≥ … ≥ λ₅(G) ≥ 0
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Any, data: Any, **options: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Any,
+        data: Any,
+        *,
+        products: str = "autograd",
+        **options: Any,
+    ) -> None:
         if "hvp" in options:
             raise InvalidArgumentError(
-                "hvp: the GGN has one product style (JVP, output Hessian, VJP); fix: drop hvp="
+                "hvp: a Hessian product style; the GGN's are products='autograd' or 'func'; "
+                "fix: drop hvp="
             )
+        if products not in PRODUCTS:
+            raise InvalidArgumentError(
+                f"products: expected one of {', '.join(PRODUCTS)}, received {products!r}"
+            )
+        self._products = products
         if loss_fn is None or not callable(loss_fn) or isinstance(loss_fn, LossClosure):
             raise InvalidArgumentError(
                 "GGNOperator needs loss_fn(output, target): the Gauss-Newton matrix is Jᵀ H_out J "
@@ -238,7 +311,12 @@ class GGNOperator(HessianOperator):
         leaves = [kw["values"][n] for n in kw["names"]]
         module = kw["module"]
         engine = _GGNEngine(
-            fn, kw["batches"], leaves, module._objective.loss_fn, kw["memory_budget"]
+            fn,
+            kw["batches"],
+            leaves,
+            module._objective.loss_fn,
+            kw["memory_budget"],
+            self._products,
         )
         _block_mode(engine, kw.get("block_products", "auto"))
         return engine

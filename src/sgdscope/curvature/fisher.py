@@ -162,14 +162,13 @@ class EmpiricalFisherOperator(HessianOperator):
                 "hvp: the empirical Fisher has one product style (per-example gradients); fix: "
                 "drop hvp="
             )
-        bn_mode = options.get("bn_mode", "train")
-        if has_batchnorm(model) and bn_mode != "eval":
+        super().__init__(model, loss_fn, data, **options)
+        if has_batchnorm(model) and self.bn_mode != "eval":  # the operator's default included
             raise InvalidArgumentError(
-                f"bn_mode={bn_mode!r}: the empirical Fisher needs per-example losses, which "
+                f"bn_mode={self.bn_mode!r}: the empirical Fisher needs per-example losses, which "
                 "BatchNorm in train or ghost mode (batch statistics) does not have; fix: "
                 "bn_mode='eval'"
             )
-        super().__init__(model, loss_fn, data, **options)
         engine = self._engine
         assert isinstance(engine, _FisherEngine)
         engine.reduction = self.reduction or self._reduction_over_rows(model, loss_fn)

@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "curvature",
         "landscape",
+        "optim",
         "store",
     },
     "store": {"errors", "_registry", "metrics", "config"},

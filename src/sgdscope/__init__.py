@@ -34,8 +34,11 @@ _EXPORTS: dict[str, str] = {
     "run_sweep": ".sweep",
     # curvature
     "EigenResult": ".curvature",
+    "EmpiricalFisherOperator": ".curvature",
+    "GGNOperator": ".curvature",
     "HessianOperator": ".curvature",
     "LinearOperator": ".curvature",
+    "PreconditionedOperator": ".curvature",
     "LossClosure": ".curvature",
     "frobenius_norm": ".curvature",
     "hutchinson_trace": ".curvature",
@@ -53,6 +56,8 @@ _EXPORTS: dict[str, str] = {
     "valley_stats": ".landscape",
     # optimizers
     "SGD": ".optim",
+    "Adam": ".optim",
+    "AdamW": ".optim",
     "ChainedOptimizer": ".optim",
     "IsotropicNoiseGD": ".optim",
     "NudgedSGD": ".optim",
@@ -60,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "estimate_noise_sigma": ".optim",
     # probes
     "AlignmentProbe": ".probes",
+    "BatchSharpnessProbe": ".probes",
     "DistanceProbe": ".probes",
     "EigendirectionLossProbe": ".probes",
     "GradCosineProbe": ".probes",
@@ -152,9 +158,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .config import RunConfig, load_config  # noqa: F401
     from .curvature import (  # noqa: F401
         EigenResult,
+        EmpiricalFisherOperator,
+        GGNOperator,
         HessianOperator,
         LinearOperator,
         LossClosure,
+        PreconditionedOperator,
         frobenius_norm,
         hutchinson_trace,
         lanczos,
@@ -183,6 +192,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .models import build_model, list_models, register_model  # noqa: F401
     from .optim import (  # noqa: F401
         SGD,
+        Adam,
+        AdamW,
         ChainedOptimizer,
         IsotropicNoiseGD,
         NudgedSGD,
@@ -191,6 +202,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     )
     from .probes import (  # noqa: F401
         AlignmentProbe,
+        BatchSharpnessProbe,
         DistanceProbe,
         EigendirectionLossProbe,
         GradCosineProbe,

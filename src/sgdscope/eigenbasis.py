@@ -301,7 +301,9 @@ class EigenBasis(_Basis):
     (:class:`sgdscope.config.EigenBasisConfig`, listed by ``sgdscope config-reference``): ``k``,
     ``every`` (steps or ``"epoch"``), ``data`` (``"probe"``, ``"train"`` or ``"batch"``),
     ``bn_mode``, ``ghost_batch_size``, ``batch_size``, ``tol``, ``max_iter``, ``warm_start``,
-    ``lambda_min``, ``hvp``, ``memory_budget``, ``seed``; plus ``steps_per_epoch`` to resolve
+    ``lambda_min``, ``hvp``, ``memory_budget``, ``seed``, ``curvature`` (``"hessian"``, or the
+    Gauss-Newton ``"ggn"`` / empirical Fisher ``"fisher"``: the basis then holds that matrix's
+    top eigenvectors, with the same data and modes); plus ``steps_per_epoch`` to resolve
     ``every="epoch"`` outside the Trainer. Unknown options are refused with "did you mean".
 
     Example:
@@ -414,28 +416,33 @@ class EigenBasis(_Basis):
         params: Any = None,
         batch: Any = None,
         data: Any = None,
+        curvature: str | None = None,
     ) -> Any:
-        """A :class:`~sgdscope.curvature.HessianOperator` with the basis's settings (BatchNorm
-        mode, data, chunking, product style) at ``theta`` (default: the model's parameters)."""
-        from .curvature import HessianOperator
+        """The basis's curvature operator (``curvature``: the basis's own, ``"hessian"``,
+        ``"ggn"`` or ``"fisher"``) with its settings (BatchNorm mode, data, chunking, product
+        style) at ``theta`` (default: the model's parameters)."""
+        from .curvature import EmpiricalFisherOperator, GGNOperator, HessianOperator
 
         if self.model is None:
             raise EigenvectorsUnavailableError(
                 "the eigenbasis is not attached to a model; fix: basis.attach(model, loss_fn, data)"
             )
         o = self.options
-        return HessianOperator(
-            self.model,
-            self.loss_fn,
-            self.data_for(batch) if data is None else data,
-            bn_mode=o.bn_mode,
-            ghost_batch_size=o.ghost_batch_size,
-            params=params,
-            theta=theta,
-            batch_size=o.batch_size,
-            hvp=o.hvp,
-            memory_budget=o.memory_budget,
-        )
+        kind = o.curvature if curvature is None else curvature
+        common: dict[str, Any] = {
+            "bn_mode": o.bn_mode,
+            "ghost_batch_size": o.ghost_batch_size,
+            "params": params,
+            "theta": theta,
+            "batch_size": o.batch_size,
+            "memory_budget": o.memory_budget,
+        }
+        source = self.data_for(batch) if data is None else data
+        if kind == "ggn":
+            return GGNOperator(self.model, self.loss_fn, source, **common)
+        if kind == "fisher":
+            return EmpiricalFisherOperator(self.model, self.loss_fn, source, **common)
+        return HessianOperator(self.model, self.loss_fn, source, hvp=o.hvp, **common)
 
     def _warm(self, saved: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if saved is None or saved.shape[0] != n:

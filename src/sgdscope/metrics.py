@@ -227,7 +227,8 @@ GRAD_COSINE = _add(
 # =========================================================================== sharpness
 LAMBDA = _add(
     "lambda_{i}",
-    "i-th largest eigenvalue of the probe-set Hessian H(θ_t) (Lanczos), i = 1…k",
+    "i-th largest eigenvalue of the eigenbasis's matrix at θ_t (the probe-set Hessian H unless "
+    "eigenbasis.curvature is ggn or fisher; Lanczos), i = 1…k",
     "nats / param²",
     "sharpness",
 )
@@ -242,8 +243,30 @@ SPECTRAL_NORM = _add(
 ).name
 STABILITY = _add(
     "stability",
-    "η_t λ₁ / (2 + 2β): the edge-of-stability ratio, 1 at the stability limit (β: momentum)",
+    "sharpness / stability_threshold (η_t λ₁ / (2 + 2β) for SGD; Adam: precond_lambda_1 / 38·η⁻¹)"
+    ": the edge-of-stability ratio, 1 at the stability limit",
     "1",
+    "sharpness",
+).name
+STABILITY_THRESHOLD = _add(
+    "stability_threshold",
+    "the optimizer's linear-stability threshold at η_t: 2/η (SGD), (2 + 2β)/η (momentum β), "
+    "(2 + 2β₁)/((1 − β₁)η) (Adam, against precond_lambda_1)",
+    "nats / param²",
+    "sharpness",
+).name
+GGN_LAMBDA_1 = _add(
+    "ggn_lambda_1",
+    "λ₁ of the generalised Gauss-Newton matrix G(θ_t) on the eigenbasis's data, against λ₁(H) "
+    "(option ggn)",
+    "nats / param²",
+    "sharpness",
+).name
+PRECOND_LAMBDA_1 = _add(
+    "precond_lambda_1",
+    "preconditioned sharpness λ₁(P^-½ H P^-½), P = diag(√v̂ + ε) from Adam's state (Cohen et al. "
+    "2022; option preconditioned)",
+    "nats / param²",
     "sharpness",
 ).name
 HESSIAN_TRACE = _add(
@@ -279,6 +302,47 @@ EIGENVALUES = _add(
     "nats / param²",
     "sharpness",
     kind=ARRAY,
+).name
+
+# =========================================================================== batch sharpness
+BATCH_SHARPNESS = _add(
+    "batch_sharpness",
+    "E_B[g_Bᵀ H_B g_B / ‖g_B‖²] over mini-batches B of the training size at θ_t (Andreyev & "
+    "Beneventano 2024)",
+    "nats / param²",
+    "batch_sharpness",
+).name
+BATCH_SHARPNESS_SE = _add(
+    "batch_sharpness_se",
+    "standard error of batch_sharpness over its batches (0 under GD: exact)",
+    "nats / param²",
+    "batch_sharpness",
+).name
+BATCH_SHARPNESS_BATCHES = _add(
+    "batch_sharpness_batches",
+    "mini-batches averaged into batch_sharpness (those with a non-zero gradient)",
+    "batches",
+    "batch_sharpness",
+).name
+BATCH_SHARPNESS_STABILITY = _add(
+    "batch_sharpness_stability",
+    "batch_sharpness / stability_threshold (η BS / 2 for SGD): 1 at the edge of stochastic "
+    "stability",
+    "1",
+    "batch_sharpness",
+).name
+BATCH_LOSS_CHANGE_PREDICTED = _add(
+    "batch_loss_change_predicted",
+    "mean over the batches of −η‖g_B‖² + ½η² g_Bᵀ H_B g_B: the change of L_B a plain step −η g_B "
+    "makes, to second order",
+    "nats",
+    "batch_sharpness",
+).name
+BATCH_LOSS_CHANGE_ACTUAL = _add(
+    "batch_loss_change_actual",
+    "mean over the batches of L_B(θ_t − η g_B) − L_B(θ_t), evaluated (option actual)",
+    "nats",
+    "batch_sharpness",
 ).name
 
 # =========================================================================== alignment (paper A)

@@ -17,7 +17,7 @@ REDUCED = ["train.steps=3", "train.progress=false"]
 
 def test_recipes_cover_both_papers():
     papers = {r.paper for r in list_recipes(demo=False)}
-    assert papers == {"A", "B"}
+    assert {"A", "B"} <= papers <= {"A", "B", "beyond"}  # "beyond": results after both papers
     assert len(list_recipes(demo=False)) >= 17
     # Every figure/table recipe has both variants; the demo's have small and quick.
     for r in list_recipes():

@@ -123,6 +123,9 @@ class EigenBasisConfig(_Section):
         None, ge=0, description="bytes the reused first-order graph may hold (None: 1/4 free)"
     )
     seed: int = Field(0, ge=0, description="seed of the Lanczos start vectors (step added)")
+    curvature: Literal["hessian", "ggn", "fisher"] = Field(
+        "hessian", description="the matrix whose eigenvectors: Hessian, Gauss-Newton, emp. Fisher"
+    )
 
     @field_validator("every", mode="before")
     @classmethod

@@ -15,16 +15,22 @@ tells one batch from several and for how losses of several batches add up (mean 
 
 from .._batching import LossClosure
 from .density import SpectralDensity, spectral_density
+from .fisher import EmpiricalFisherOperator
+from .ggn import GGNOperator
 from .lanczos import ConvergenceWarning, EigenResult, lanczos
 from .operator import HessianOperator, LinearOperator, as_operator
 from .power import power_iteration
+from .preconditioned import PreconditionedOperator
 from .trace import Estimate, frobenius_norm, hutchinson_trace
 
 __all__ = [
     # operators
+    "EmpiricalFisherOperator",
+    "GGNOperator",
     "HessianOperator",
     "LinearOperator",
     "LossClosure",
+    "PreconditionedOperator",
     "as_operator",
     # eigenpairs
     "ConvergenceWarning",

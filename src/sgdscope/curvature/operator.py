@@ -532,7 +532,7 @@ class HessianOperator(LinearOperator):
         self._batches: list[Batch] = list(zip(batches, weights, strict=True))
         budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
         self.memory_budget = int(budget)
-        self._engine = make_engine(
+        self._engine = self._make_engine(
             hvp,
             module=module,
             batches=self._batches,
@@ -543,6 +543,12 @@ class HessianOperator(LinearOperator):
             memory_budget=self.memory_budget,
             block_products=block_products,
         )
+
+    def _make_engine(self, style: str, **pieces: Any) -> Any:
+        """The product engine on the snapshot (``module``, ``batches`` with their weights,
+        ``names``, ``values``, ``buffers``, ``bn_mode``, ``memory_budget``, ``block_products``);
+        other curvature operators on this base (GGN, empirical Fisher) override it."""
+        return make_engine(style, **pieces)
 
     # ---------------------------------------------------------------------------------------
     @property

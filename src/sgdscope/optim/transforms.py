@@ -17,8 +17,24 @@ The pieces:
   (Nudged-SGD: a = 1, b = γ; top-only: (0, 1); remove-top: (1, 0)), placed before the momentum
   (rescale the gradient) or after it (rescale the applied velocity, the buffer unscaled);
 - :func:`isotropic_noise` — d ← d + σ ξ, ξ ~ N(0, I) from a seeded, checkpointed generator;
+- :func:`scale_by_adam` — d ← m̂ / (√v̂ + ε), Adam's bias-corrected moments (Kingma & Ba 2015)
+  with exactly ``torch.optim.Adam``'s arithmetic and state keys (``step``, ``exp_avg``,
+  ``exp_avg_sq``); it leaves the division by √v̂ + ε *pending* so that the terminal step divides
+  once, as torch's fused ``addcdiv_`` does (a chain equals ``torch.optim.Adam`` bit for bit);
+- :func:`decoupled_weight_decay` — θ ← (1 − η λ) θ before the step (AdamW, Loshchilov & Hutter
+  2019), exactly as ``torch.optim.AdamW``;
 - :func:`scale_by_lr` — θ ← θ − η d, the terminal transform (one fused ``add_`` per tensor, as
   torch does, so a chain equals ``torch.optim.SGD`` bit for bit).
+
+**Stability thresholds.** Each transform contributes a factor to the chain's linear-stability
+threshold (:meth:`ChainedOptimizer.stability_threshold`): the largest curvature λ along which the
+update, linearised on a quadratic, does not diverge. :func:`scale_by_lr` gives 2/η, heavy-ball
+momentum β multiplies by (1 + β) (Nesterov: (1 + β)/(1 + 2β)), Adam's first moment β₁ (an average
+with dampening 1 − β₁) by (1 + β₁)/(1 − β₁); so SGD: 2/η, momentum: (2 + 2β)/η, Adam:
+(2 + 2β₁)/((1 − β₁)η) = 38/η at β₁ = 0.9. For a preconditioning transform (Adam) the threshold
+bounds the preconditioned sharpness λ₁(P⁻¹ᐟ² H P⁻¹ᐟ²), P = diag(√v̂ + ε), not λ₁(H)
+(:attr:`ChainedOptimizer.preconditioned`). Weight decay is left out (as in Cohen et al.): with
+coupled L2 λ_wd the exact SGD bound on λ(H) is (2 + 2β)/η − λ_wd.
 
 Transforms never modify their input tensors in place (a momentum buffer is returned as the update
 and must stay intact), and never touch ``p.grad``.
@@ -45,8 +61,10 @@ __all__ = [
     "StepContext",
     "Transform",
     "add_weight_decay",
+    "decoupled_weight_decay",
     "isotropic_noise",
     "momentum",
+    "scale_by_adam",
     "scale_by_lr",
     "subspace_rescale",
 ]
@@ -61,12 +79,30 @@ class StepContext:
         params: the parameters updated at this step, in param-group order.
         groups: the param group of each of ``params``.
         step: t, the index of this update (0-based, counted by the optimizer).
+        pending: a division still to be applied to each update, or None: the direction of
+            parameter i is ``updates[i] / (pending[i][0] · pending[i][1])`` (a tensor and a
+            scalar). :func:`scale_by_adam` leaves its division by √v̂ + ε (and the bias
+            correction of m) pending, so that the terminal step applies it in one fused
+            ``addcdiv_`` as torch does; the chain resolves it (:meth:`resolve`) before any
+            transform that does not accept it.
     """
 
     optimizer: ChainedOptimizer
     params: list[torch.Tensor]
     groups: list[dict[str, Any]]
     step: int
+    pending: list[tuple[torch.Tensor, float]] | None = None
+
+    def resolve(self, updates: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The updates with the pending division applied (and no division pending after)."""
+        if self.pending is None:
+            return updates
+        out = [
+            torch.div(d, den).div_(c) if c != 1.0 else torch.div(d, den)
+            for d, (den, c) in zip(updates, self.pending, strict=True)
+        ]
+        self.pending = None
+        return out
 
 
 class Transform:
@@ -77,6 +113,12 @@ class Transform:
     needs_all_params: bool = False
     #: True for the transform that writes the parameters (it must come last).
     terminal: bool = False
+    #: True when the transform handles ``StepContext.pending`` itself (else the chain resolves
+    #: the pending division before calling it).
+    accepts_pending: bool = False
+    #: True when the transform preconditions the update (the stability threshold then bounds
+    #: the preconditioned sharpness; :meth:`preconditioner` gives P).
+    preconditions: bool = False
 
     def active(self, step: int) -> bool:
         """Whether the transform changes anything at this step (cheap; decides which
@@ -90,6 +132,17 @@ class Transform:
     def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
         """The new update directions (out of place)."""
         return updates
+
+    def stability_factor(self, group: dict[str, Any]) -> float:
+        """This transform's factor in the chain's linear-stability threshold (1: no effect)."""
+        return 1.0
+
+    def preconditioner(
+        self, optimizer: ChainedOptimizer, p: torch.Tensor, group: dict[str, Any]
+    ) -> torch.Tensor | None:
+        """The diagonal of P for parameter ``p`` (shaped like p) of a preconditioning transform
+        at its last update; None before the first update (or when it does not precondition)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """State beyond ``optimizer.state[p]`` (generators, snapshots), for checkpoints."""
@@ -127,6 +180,14 @@ class _Momentum(Transform):
                 buf.mul_(beta).add_(d)
             out.append(d.add(buf, alpha=beta) if g["nesterov"] else buf)
         return out
+
+    def stability_factor(self, group: dict[str, Any]) -> float:
+        beta = float(group.get("momentum", 0.0) or 0.0)
+        if group.get("nesterov"):
+            # θ' = θ − η(g + β v'), v' = β v + g: on a quadratic the iteration matrix has the
+            # eigenvalue −1 at ηλ = 2(1 + β)/(1 + 2β).
+            return (1.0 + beta) / (1.0 + 2.0 * beta)
+        return 1.0 + beta
 
 
 class _IsotropicNoise(Transform):
@@ -173,11 +234,121 @@ class _IsotropicNoise(Transform):
 
 class _ScaleByLR(Transform):
     terminal = True
+    accepts_pending = True
 
     def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
-        for p, d, g in zip(sc.params, updates, sc.groups, strict=True):
-            p.add_(d, alpha=-g["lr"])
+        if sc.pending is None:
+            for p, d, g in zip(sc.params, updates, sc.groups, strict=True):
+                p.add_(d, alpha=-g["lr"])
+            return updates
+        # θ ← θ − (η / c) · d / den: torch.optim.Adam's `param.addcdiv_(exp_avg, denom,
+        # value=-step_size)` with step_size = lr / bias_correction1.
+        for p, d, g, (den, c) in zip(sc.params, updates, sc.groups, sc.pending, strict=True):
+            p.addcdiv_(d, den, value=-(g["lr"] / c))
         return updates
+
+    def stability_factor(self, group: dict[str, Any]) -> float:
+        lr = float(group["lr"])
+        return 2.0 / lr if lr > 0 else math.inf
+
+
+class _ScaleByAdam(Transform):
+    """Adam's moments with torch.optim.Adam's arithmetic (single-tensor path), division pending."""
+
+    preconditions = True
+
+    def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
+        out = []
+        pending = []
+        for d, p, g in zip(updates, sc.params, sc.groups, strict=True):
+            beta1, beta2 = g["betas"]
+            state = sc.optimizer.state[p]
+            if len(state) == 0 or "exp_avg" not in state:
+                # torch keeps the step as a float tensor on the CPU (checkpoint-compatible).
+                state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if g.get("amsgrad"):
+                    state["max_exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+            step_t = state["step"]
+            step_t += 1
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            exp_avg.lerp_(d, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(d, d, value=1 - beta2)
+            step = float(step_t.item())
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            bias_correction2_sqrt = bias_correction2**0.5
+            second = exp_avg_sq
+            if g.get("amsgrad"):
+                torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+                second = state["max_exp_avg_sq"]
+            denom = (second.sqrt() / bias_correction2_sqrt).add_(g["eps"])
+            out.append(exp_avg)
+            pending.append((denom, bias_correction1))
+        sc.pending = pending
+        return out
+
+    def stability_factor(self, group: dict[str, Any]) -> float:
+        # m' = β₁ m + (1 − β₁) g: heavy-ball momentum β₁ with the step scaled by (1 − β₁).
+        beta1 = float(group["betas"][0])
+        return (1.0 + beta1) / (1.0 - beta1)
+
+    def preconditioner(
+        self, optimizer: ChainedOptimizer, p: torch.Tensor, group: dict[str, Any]
+    ) -> torch.Tensor | None:
+        state = optimizer.state.get(p, {})
+        if "exp_avg_sq" not in state:
+            return None
+        return adam_preconditioner(
+            state["exp_avg_sq"] if not group.get("amsgrad") else state["max_exp_avg_sq"],
+            float(state["step"]),
+            float(group["betas"][1]),
+            float(group["eps"]),
+        )
+
+    def __repr__(self) -> str:
+        return "scale_by_adam()"
+
+
+def adam_preconditioner(
+    exp_avg_sq: torch.Tensor, step: float, beta2: float, eps: float
+) -> torch.Tensor:
+    """P = √v̂ + ε with v̂ = v / (1 − β₂ᵗ), Adam's bias-corrected second moment (same shape).
+
+    Args:
+        exp_avg_sq: v, the running average of squared gradients after ``step`` updates.
+        step: t, the number of updates v has seen (≥ 1).
+        beta2: β₂.
+        eps: ε.
+    """
+    if step < 1:
+        raise InvalidArgumentError(
+            f"the preconditioner needs at least one update of the second moment, got step={step}"
+        )
+    return (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+
+
+def _scalar_dtype() -> torch.dtype:
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class _DecoupledWeightDecay(Transform):
+    """θ ← (1 − η λ) θ in place, before the terminal step (torch.optim.AdamW's order)."""
+
+    accepts_pending = True
+
+    def update(self, updates: list[torch.Tensor], sc: StepContext) -> list[torch.Tensor]:
+        for p, g in zip(sc.params, sc.groups, strict=True):
+            wd = g["weight_decay"]
+            if wd != 0:
+                p.mul_(1 - g["lr"] * wd)
+        return updates
+
+    def __repr__(self) -> str:
+        return "decoupled_weight_decay()"
 
 
 class _SubspaceRescale(Transform):
@@ -310,6 +481,20 @@ def isotropic_noise(seed: int) -> Transform:
     return _IsotropicNoise(seed)
 
 
+def scale_by_adam() -> Transform:
+    """d ← m̂ / (√v̂ + ε) with the group's ``betas`` (β₁, β₂), ``eps`` and ``amsgrad``, exactly as
+    ``torch.optim.Adam`` (state ``step``, ``exp_avg``, ``exp_avg_sq`` under torch's keys); the
+    division is left pending for the terminal step (:class:`StepContext`). A preconditioner:
+    P = diag(√v̂ + ε) (:func:`adam_preconditioner`)."""
+    return _ScaleByAdam()
+
+
+def decoupled_weight_decay() -> Transform:
+    """θ ← (1 − η λ) θ with λ = the group's ``weight_decay``, applied to the parameters before
+    the terminal step (AdamW's decoupled decay, exactly as ``torch.optim.AdamW``)."""
+    return _DecoupledWeightDecay()
+
+
 def scale_by_lr() -> Transform:
     """θ ← θ − η d with η = the group's ``lr``: the terminal transform of every chain."""
     return _ScaleByLR()
@@ -393,9 +578,54 @@ class ChainedOptimizer(torch.optim.Optimizer):
             tf.begin(t)
         sc = StepContext(self, params, groups, t)
         for tf in self.transforms:
+            if sc.pending is not None and not tf.accepts_pending:
+                updates = sc.resolve(updates)
             updates = tf.update(updates, sc)
         self._step = t + 1
         return loss
+
+    # ---------------------------------------------------------------- linear stability
+    def stability_threshold(self, group: int = 0) -> float:
+        """The linear-stability threshold of this update rule for param group ``group``.
+
+        The product of the transforms' factors: 2/η (SGD, GD), (2 + 2β)/η (heavy-ball momentum
+        β), 2(1 + β)/((1 + 2β)η) (Nesterov), (2 + 2β₁)/((1 − β₁)η) (Adam; 38/η at β₁ = 0.9).
+        Along an eigendirection of curvature λ above it the linearised update diverges. For a
+        preconditioned rule (:attr:`preconditioned`) λ is an eigenvalue of P⁻¹ᐟ² H P⁻¹ᐟ².
+        Weight decay and the subspace rescaling are left out (a rescaling by b of the top-k
+        directions moves their threshold to the value here divided by b).
+        """
+        g = self.param_groups[group]
+        value = 1.0
+        for tf in self.transforms:
+            value *= tf.stability_factor(g)
+        return value
+
+    @property
+    def preconditioned(self) -> bool:
+        """True when a transform preconditions the update (Adam): the stability threshold then
+        bounds λ₁(P⁻¹ᐟ² H P⁻¹ᐟ²) rather than λ₁(H)."""
+        return any(tf.preconditions for tf in self.transforms)
+
+    def preconditioner(self, params: Iterable[torch.Tensor]) -> list[torch.Tensor] | None:
+        """The diagonal of P for each of ``params`` (shaped like each), from the optimizer's own
+        state after its last update; None when it does not precondition or has not stepped.
+        A parameter this optimizer does not update gets P = 1."""
+        tf = next((t for t in self.transforms if t.preconditions), None)
+        if tf is None:
+            return None
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        out = []
+        found = False
+        for p in params:
+            g = group_of.get(id(p))
+            diag = None if g is None else tf.preconditioner(self, p, g)
+            if diag is None:
+                diag = torch.ones_like(p)
+            else:
+                found = True
+            out.append(diag)
+        return out if found else None
 
     def state_dict(self) -> dict[str, Any]:
         """torch's optimizer state plus each transform's own state and the step counter."""

@@ -2,6 +2,7 @@
 
 from . import alignment as _alignment  # noqa: F401  (each import registers its probes)
 from . import basic as _basic  # noqa: F401
+from . import batch_sharpness as _batch_sharpness  # noqa: F401
 from . import eigendirection as _eigendirection  # noqa: F401
 from . import noise_curvature as _noise_curvature  # noqa: F401
 from . import sharpness as _sharpness  # noqa: F401
@@ -11,6 +12,7 @@ from ._registry import PROBES, build_probe, list_probes, register_probe
 from .alignment import AlignmentProbe
 from .base import BasisProbe, Measurement, Probe, ProbeContext, When, flat_grads, flat_params
 from .basic import DistanceProbe, GradCosineProbe, GradNormProbe, LearningRateProbe, ParamNormProbe
+from .batch_sharpness import BatchSharpness, BatchSharpnessProbe, batch_sharpness
 from .eigendirection import EigendirectionLossProbe
 from .noise_curvature import NoiseCurvatureProbe
 from .runner import ProbeSet
@@ -31,6 +33,7 @@ __all__ = [
     "flat_params",
     # the probes
     "AlignmentProbe",
+    "BatchSharpnessProbe",
     "DistanceProbe",
     "EigendirectionLossProbe",
     "GradCosineProbe",
@@ -41,6 +44,9 @@ __all__ = [
     "SharpnessProbe",
     "StepScaleProbe",
     "WalkProbe",
+    # measurements as functions
+    "BatchSharpness",
+    "batch_sharpness",
     # registry
     "PROBES",
     "build_probe",

@@ -93,6 +93,7 @@ class ProbeContext:
             or any data the curvature and landscape functions accept.
         optimizer: the optimizer that made the step (for its momentum and threshold).
         eigenbasis: the run's :class:`~sgdscope.eigenbasis.EigenBasis` (None without one).
+        batch: the step's mini-batch B_t as given to ``after_step`` (None under full-batch GD).
     """
 
     model: nn.Module
@@ -107,6 +108,7 @@ class ProbeContext:
     data: Any = None
     optimizer: Any = None
     eigenbasis: Any = None
+    batch: Any = None
 
     def require(self, who: str, *names: str) -> None:
         """Refuse a context missing a field a probe reads (a clear error, not an assert)."""

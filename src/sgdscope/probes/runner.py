@@ -299,7 +299,9 @@ class ProbeSet:
             # detached: the loss a loop passes usually still holds its graph
             m.scalars[M.BATCH_LOSS] = float(loss.detach() if torch.is_tensor(loss) else loss)
         basis_error = self._guard("eigenbasis", lambda: self._refresh_basis(t, theta, batch, m), m)
-        ctx = self._context(lr=float(lr), theta=theta, theta_next=theta_next, grad=grad)
+        ctx = self._context(
+            lr=float(lr), theta=theta, theta_next=theta_next, grad=grad, batch=batch
+        )
         self._last_ctx = ctx
         for key, p in zip(self.keys, self.probes, strict=True):
             self._guard(key, lambda p=p: m.update(p.observe(ctx)), m, p)

@@ -121,9 +121,7 @@ def eigenvalue_evolution(run: Run, *, max_k: int = 10) -> Figure | None:
     norm = spectral_norm(run)
     if norm is not None:
         ax.plot(norm.index, norm.to_numpy(), ":", color="black", label="‖H‖₂")
-    beta = float(run.config.get("optim", {}).get("momentum", 0.0) or 0.0)
-    line = 2 * (1 + beta) / lr_at(run, steps)
-    ax.plot(steps, line, "--", color=REFERENCE, label="2/η" if beta == 0 else "2(1+β)/η")
+    _threshold_line(ax, run, steps)
     finite = vals[np.isfinite(vals)]
     if len(finite) and finite.min() > 0:
         ax.set_yscale("log")
@@ -131,6 +129,50 @@ def eigenvalue_evolution(run: Run, *, max_k: int = 10) -> Figure | None:
     ax.set_ylabel("Hessian eigenvalue (loss / param²)")
     ax.set_title(f"Top-{k} eigenvalues of the Hessian — {run.name}")
     _legend(ax, ncol=2 if k > 4 else 1, loc="best")
+    return fig
+
+
+def _threshold_line(ax: Axes, run: Run, steps: np.ndarray) -> None:
+    """The optimizer's stability threshold on λ(H): the stored ``stability_threshold`` (written
+    by the sharpness probe for the optimizer used), else 2(1 + β)/η from the config; none for a
+    preconditioned optimizer (Adam), whose threshold bounds another matrix's sharpness."""
+    if optim_name(run) in PRECONDITIONED_OPTIMIZERS:
+        return
+    stored = series(run, M.STABILITY_THRESHOLD)
+    beta = float(run.config.get("optim", {}).get("momentum", 0.0) or 0.0)
+    label = "2/η" if beta == 0 else "2(1+β)/η"
+    if stored is not None:
+        ax.plot(stored.index, stored.to_numpy(), "--", color=REFERENCE, label=f"threshold {label}")
+        return
+    ax.plot(steps, 2 * (1 + beta) / lr_at(run, steps), "--", color=REFERENCE, label=label)
+
+
+#: Optimizers whose stability threshold bounds the preconditioned sharpness, not λ₁(H).
+PRECONDITIONED_OPTIMIZERS = ("adam", "adamw")
+
+
+@styled
+def edge_of_stability(run: Run) -> Figure | None:
+    """Sharpness against the optimizer's stability threshold (ratio 1 = the edge): η λ₁/2 for
+    SGD/GD, the preconditioned sharpness for Adam (Cohen et al. 2021, 2022), and batch sharpness
+    η·BS/2 (Andreyev & Beneventano 2024) when measured."""
+    adaptive = optim_name(run) in PRECONDITIONED_OPTIMIZERS
+    curves = [
+        (series(run, M.STABILITY), "λ₁(P⁻¹ᐟ²HP⁻¹ᐟ²)" if adaptive else "λ₁"),
+        (series(run, M.BATCH_SHARPNESS_STABILITY), "batch sharpness"),
+    ]
+    curves = [(c, lab) for c, lab in curves if c is not None and np.isfinite(c.to_numpy()).any()]
+    if not curves:
+        return None
+    fig, (ax,) = new_figure(width=TEXT_WIDTH * 0.7, height=2.6)
+    for i, (c, lab) in enumerate(curves):
+        style = "o-" if len(c) < 60 else "-"
+        ax.plot(c.index, c.to_numpy(), style, ms=2.5, color=color(i), label=f"{lab} / threshold")
+    ax.axhline(1.0, ls="--", color=REFERENCE, label="edge of stability")
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel("sharpness / stability threshold")
+    ax.set_title(f"Edge of stability — {run.name}")
+    _legend(ax, loc="best")
     return fig
 
 
@@ -783,6 +825,7 @@ def runs_overview(sweep: Any) -> Figure | None:
 RUN_FIGURES: dict[str, Callable[[Run], Figure | None]] = {
     "training": training_curves,
     "eigenvalues": eigenvalue_evolution,
+    "edge_of_stability": edge_of_stability,
     "layer_sharpness": layer_sharpness,
     "spectral_density": spectral_density,
     "alignment": alignment,
@@ -818,6 +861,7 @@ __all__ = [
     "alpha_test_table",
     "barrier_table",
     "eigen_loss",
+    "edge_of_stability",
     "eigenvalue_evolution",
     "gd_vs_noisy",
     "height_table",

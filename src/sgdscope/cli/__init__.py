@@ -100,12 +100,19 @@ def recipes() -> None:
 
     Example: sgdscope recipes
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ..config.grid import expand_grid
     from ..recipes import list_recipes
 
-    t = Table("recipe", "paper", "reproduces", "paper variant", "runs (small)", "title")
+    t = Table(
+        Column("recipe", no_wrap=True),
+        "paper",
+        "reproduces",
+        Column("paper variant", no_wrap=True),
+        "runs (small)",
+        "title",
+    )
     for r in list_recipes(demo=False):
         _, grid, _ = r.resolve("small")
         runs = len(expand_grid(grid, r.variant_seeds("small")))

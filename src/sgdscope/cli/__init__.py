@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -214,26 +214,44 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 
 @app.command()
 def recipes() -> None:
-    """List the packaged recipes: one per figure or table of the two papers, then the demo's.
+    """List the packaged recipes: one per figure or table of the two papers (with whether the
+    paper variant is complete or how many differences from the paper it lists), then the demo's.
 
     Example: sgdscope recipes
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from ..config.grid import expand_grid
     from ..recipes import list_recipes
 
-    t = Table("recipe", "paper", "reproduces", "runs (small)", "title")
+    t = Table(
+        Column("recipe", no_wrap=True),
+        "paper",
+        "reproduces",
+        Column("paper variant", no_wrap=True),
+        "runs (small)",
+        "title",
+    )
     for r in list_recipes(demo=False):
         _, grid, _ = r.resolve("small")
         runs = len(expand_grid(grid, r.variant_seeds("small")))
-        t.add_row(r.name, r.paper, r.reproduces, str(runs), r.title)
+        t.add_row(r.name, r.paper, r.reproduces, _completeness(r), str(runs), r.title)
     console.print(t)
     d = Table("recipe", "paper", "runs (small / quick)", "title", title="the demo (sgdscope demo)")
     for r in list_recipes(demo=True):
         sizes = [len(expand_grid(r.resolve(v)[1])) for v in ("small", "quick")]
         d.add_row(r.name, r.paper, " / ".join(map(str, sizes)), r.title)
     console.print(d)
+
+
+def _completeness(recipe: Any) -> str:
+    """The "paper variant" column: complete, or how many differences the recipe lists."""
+    if recipe.paper_complete is None:
+        return "?"
+    if recipe.paper_complete:
+        return "complete"
+    n = len(recipe.paper_variant)
+    return f"{n} difference{'s' if n > 1 else ''}"
 
 
 @app.command()

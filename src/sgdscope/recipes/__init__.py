@@ -10,6 +10,12 @@ on 2 CPU cores; ``paper`` uses the paper's dataset, model and hyper-parameters. 
 Recipes marked ``demo: true`` are the experiments ``sgdscope demo`` runs: variants ``small`` (the
 demo) and ``quick`` (a few steps per run, a smoke test), no ``paper`` variant.
 
+``paper_variant`` says how faithful the ``paper`` variant is: ``complete`` (every setting the paper
+states is used; the rest are documented choices) or a list of what differs from the paper and
+why. Each value of a paper variant cites its source in a YAML comment (the paper's section,
+figure or table, the authors' released code) or is marked as our choice. ``published`` holds the
+paper's own numbers for the runs a recipe reproduces (read by the report).
+
 ``seeds: [0, 1, 2]`` (top level, or per variant to replace it) makes seeds a sweep axis crossed
 with the grid: ``sgdscope sweep`` runs every grid point at every seed (``--seeds`` replaces the
 list). ``sgdscope run`` on a recipe without a grid trains once, at the config's own ``seed``.
@@ -44,6 +50,15 @@ class Recipe:
     path: Path | None = None
     demo: bool = False
     seeds: list[int] | None = None
+    paper_variant: str | list[str] | None = None
+
+    @property
+    def paper_complete(self) -> bool | None:
+        """True when the paper variant is complete, False when it lists differences, None when
+        the recipe does not say (or has no paper variant)."""
+        if self.paper_variant is None:
+            return None
+        return self.paper_variant == "complete"
 
     def resolve(self, variant: str = "small") -> tuple[dict[str, Any], Any, list[str]]:
         """``(config, grid, overrides)`` of a variant."""
@@ -98,7 +113,20 @@ def _parse(path: Path) -> Recipe:
         path=path,
         demo=bool(data.get("demo", False)),
         seeds=_seeds(data.get("seeds"), f"recipe {path.stem}: seeds"),
+        paper_variant=_paper_variant(data.get("paper_variant"), path.stem),
     )
+
+
+def _paper_variant(value: Any, name: str) -> str | list[str] | None:
+    ok = value is None or value == "complete"
+    if isinstance(value, list):
+        ok = bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+    if not ok:
+        raise ConfigError(
+            f"recipe {name}: paper_variant: expected 'complete' or a non-empty list of "
+            f"differences (strings), got {value!r}"
+        )
+    return [" ".join(v.split()) for v in value] if isinstance(value, list) else value
 
 
 def _seeds(value: Any, where: str) -> list[int] | None:

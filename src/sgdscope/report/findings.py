@@ -413,8 +413,21 @@ def _blocks(frame: pd.DataFrame, keys: Iterable[str], x: str) -> list[tuple[Any,
     return [tuple(repr(row[c]) for c in cols) for _, row in frame.iterrows()]
 
 
+def _has(t: Target, column: str) -> bool:
+    """Some run of the target (diverged ones included: they were meant as evidence) stored the
+    summary field ``column``."""
+    f = t.frame
+    return column in f and bool(np.isfinite(f[column].astype(float)).any())
+
+
 def _varies(frame: pd.DataFrame, x: str) -> bool:
     return x in frame and frame[x].astype(float).nunique() >= 2
+
+
+def _sgd_varies(t: Target, x: str) -> bool:
+    """The sweep's plain-SGD runs (diverged ones included) take ≥ 2 values of ``x``."""
+    f = t.frame
+    return not f.empty and _varies(f[f["optim.name"] == "sgd"], x)
 
 
 def _trend_part(
@@ -433,6 +446,15 @@ def _trend_part(
     y_name: str,
 ) -> Evidence:
     """A trend of column ``y`` across factor ``x`` over seeds (blocks), diverged runs excluded."""
+    if frame.empty or y not in frame:
+        return insufficient(
+            claim,
+            statistic,
+            criterion,
+            f"≥ {criterion.min_n} seeds with finished plain-SGD runs (every run was excluded)",
+            excluded=t.status_excluded(selection),
+            unit="seeds",
+        )
     valid, excluded = split_valid(frame, [y])
     excluded = (*t.status_excluded(selection), *excluded)
     if y_scale == "log":
@@ -677,9 +699,11 @@ def _peak_frame(t: Target) -> pd.DataFrame:
 
 
 def _peak_lower(t: Target) -> Parts:
+    if not _has(t, "peak_lambda_1"):
+        return []
     frame = _peak_frame(t)
     parts = []
-    if _varies(frame, LR_KEY):
+    if _sgd_varies(t, LR_KEY):
         parts.append(
             _trend_part(
                 t,
@@ -697,7 +721,7 @@ def _peak_lower(t: Target) -> Parts:
                 y_name="peak λ₁",
             )
         )
-    if _varies(frame, BATCH_KEY):
+    if _sgd_varies(t, BATCH_KEY):
         parts.append(
             _trend_part(
                 t,
@@ -715,13 +739,15 @@ def _peak_lower(t: Target) -> Parts:
                 y_name="peak λ₁",
             )
         )
-    return parts if not frame.empty and "peak_lambda_1" in frame else []
+    return parts
 
 
 def _peak_earlier(t: Target) -> Parts:
+    if not _has(t, "peak_lambda_1"):
+        return []
     frame = _peak_frame(t)
     parts = []
-    if _varies(frame, LR_KEY):
+    if _sgd_varies(t, LR_KEY):
         parts.append(
             _trend_part(
                 t,
@@ -739,7 +765,7 @@ def _peak_earlier(t: Target) -> Parts:
                 y_name="peak position",
             )
         )
-    if _varies(frame, BATCH_KEY):
+    if _sgd_varies(t, BATCH_KEY):
         parts.append(
             _trend_part(
                 t,
@@ -1286,6 +1312,8 @@ def _barriers_later(t: Target) -> Parts:
             continue
         (_, k0, n0), (_, k1, n1) = groups[0], groups[-1]
         diffs.append(k1 / n1 - k0 / n0)
+    if not diffs and not runs and excluded:
+        return [_runs_test(claim, stat, crit, [], excluded, "mean share later − early")]
     if not diffs:
         return [
             not_applicable(
@@ -1316,9 +1344,20 @@ def _height_by_group(
 def _height_vs_lr(t: Target) -> Parts:
     sel = t.sgd
     frame = sel.frame
-    if frame.empty or not _varies(frame, LR_KEY):
+    if not _sgd_varies(t, LR_KEY):
         return []
-    runs, _, seen = _walk_runs(t)
+    runs, excluded, seen = _walk_runs(t)
+    if seen and frame.empty:
+        crit = Criterion(GREATER, HEIGHT_LR_SLOPE, min_n=MIN_SEEDS)
+        return [
+            insufficient(
+                "larger η, larger height above the valley floor",
+                "",
+                crit,
+                f"≥ {MIN_SEEDS} seeds with finished runs",
+                excluded=excluded,
+            )
+        ]
     names = set(frame.run)
     heights = _height_by_group(t, [(r, w) for r, w in runs if r.name in names])
     if not seen or not heights:
@@ -1379,7 +1418,7 @@ def _height_decreases(t: Target) -> Parts:
 
 def _cos_vs_batch(t: Target) -> Parts:
     frame = t.sgd.frame
-    if not _varies(frame, BATCH_KEY) or not np.isfinite(frame["mean_grad_cosine"]).any():
+    if not _sgd_varies(t, BATCH_KEY) or not _has(t, "mean_grad_cosine"):
         return []
     return [
         _trend_part(
@@ -1421,7 +1460,7 @@ def _distance_at_common_step(t: Target, frame: pd.DataFrame, x: str) -> pd.Serie
 
 def _distance_vs_batch(t: Target) -> Parts:
     frame = t.sgd.frame.copy()
-    if not _varies(frame, BATCH_KEY) or not np.isfinite(frame["final_distance"]).any():
+    if not _sgd_varies(t, BATCH_KEY) or not _has(t, "final_distance"):
         return []
     frame["distance"] = _distance_at_common_step(t, frame, BATCH_KEY)
     return [
@@ -1445,7 +1484,7 @@ def _distance_vs_batch(t: Target) -> Parts:
 
 def _cos_vs_lr(t: Target) -> Parts:
     frame = t.sgd.frame
-    if not _varies(frame, LR_KEY) or not np.isfinite(frame["mean_grad_cosine"]).any():
+    if not _sgd_varies(t, LR_KEY) or not _has(t, "mean_grad_cosine"):
         return []
     return [
         _trend_part(

@@ -201,8 +201,8 @@ def _groups(
 
 
 def projected(rng: np.random.Generator, effect: bool) -> FolderSweep:
-    """Final λ₁: top-only 0.4×, remove-top 2.5× SGD's (margins 1/1.1 and 1.1), train loss equal
-    (log sd 0.1), or every group alike."""
+    """Final λ₁: top-only 0.4×, remove-top 2.5× SGD's (margins 1/1.1 and 1.1; run log-noise sd
+    0.15), train loss equal (log sd 0.1), or every group alike."""
     factor = {"top": 0.4, "rem": 2.5, "sgd": 1.0} if effect else {"top": 1, "rem": 1, "sgd": 1}
     groups = {
         "top": {"optim": "projected_sgd", "options": {"mode": "top_only"}},
@@ -211,7 +211,7 @@ def projected(rng: np.random.Generator, effect: bool) -> FolderSweep:
     }
 
     def values(g: str, u: float) -> dict[str, dict[int, float]]:
-        lam = 10 * factor[g] * math.exp(u + 0.2 * rng.normal())
+        lam = 10 * factor[g] * math.exp(u + 0.15 * rng.normal())
         loss = 0.1 * math.exp(u + 0.1 * rng.normal())
         return {**_final("lambda_1", lam), **_final("train_loss", loss)}
 

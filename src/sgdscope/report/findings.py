@@ -1599,7 +1599,7 @@ def _noisy_gd(t: Target) -> Parts:
                     claim=claim,
                     statistic=stat,
                     log=log,
-                    name=f"{name} noisy / GD",
+                    name=f"{name} noisy {'/' if log else '−'} GD",
                 )
             )
     return parts

@@ -140,9 +140,16 @@ def _part_html(p: Evidence) -> str:
 def _findings_html(findings: list[Finding]) -> str:
     """Per finding: its verdict, the paper's claim and the rule; under it one row per tested part
     with the five things a reader needs (claim, statistic, effect, uncertainty, threshold)."""
-    blocks = []
+    blocks, na = [], []
     head = "".join(f"<th>{c}</th>" for c in _PART_COLUMNS)
     for f in findings:
+        if f.verdict == NOT_APPLICABLE and not f.parts:
+            na.append(
+                f'<li id="finding-{_esc(f.id)}"><code>{_esc(f.id)}</code> {_esc(f.statement)} '
+                f"<span class='needs'>needs: {_esc(f.needs)}</span><div class='rule'>Rule: "
+                f"{_esc(f.rule)}</div></li>"
+            )
+            continue
         parts = "".join(_part_html(p) for p in f.parts)
         table = (
             f"<table class='parts'><thead><tr>{head}</tr></thead><tbody>{parts}</tbody></table>"
@@ -160,7 +167,14 @@ def _findings_html(findings: list[Finding]) -> str:
         f"<p>{_esc(verdict_counts(findings))}. Each part: one-sided p ≤ α = 0.05 and the "
         "minimum effect (equivalence: the 90% interval inside its bounds); a finding is "
         "reproduced when every part is. Diverged and failed runs are excluded and listed. "
-        "Thresholds are constants in <code>sgdscope.report.findings</code>.</p>" + "".join(blocks)
+        "Thresholds are constants in <code>sgdscope.report.findings</code>.</p>"
+        + "".join(blocks)
+        + (
+            f"<details class='na'><summary>{len(na)} not applicable to these runs (what each "
+            f"needs)</summary><ul>{''.join(na)}</ul></details>"
+            if na
+            else ""
+        )
     )
 
 

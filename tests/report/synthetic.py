@@ -286,10 +286,10 @@ def _walk_run(
 
 
 def convex_inside(rng: np.random.Generator, effect: bool) -> FolderSweep:
-    """2 walked epochs × 20 curves per run; each curve passes the joint test with probability 0.8
-    (the claim: > 0.5) or 0.5."""
+    """2 walked epochs × 40 curves per run (an epoch of the small variants); each curve passes the
+    joint test with probability 0.8 (the claim: > 0.5) or 0.5."""
     p = 0.8 if effect else 0.5
-    runs = [_walk_run(f"s{s}", rng, epochs=2, per_epoch=20, p_ok=p, seed=s) for s in SEEDS]
+    runs = [_walk_run(f"s{s}", rng, epochs=2, per_epoch=40, p_ok=p, seed=s) for s in SEEDS]
     return sweep(runs, ["seed"])
 
 

@@ -28,6 +28,7 @@ from ._data import (
     grid_keys,
     is_sweep,
     open_target,
+    run_label,
     series,
     sgd_runs,
     sweep_frame,
@@ -100,6 +101,15 @@ class Target:
     def sgd(self) -> RunSelection:
         """The plain-SGD runs of the common schedule (the figures' selection)."""
         return sgd_runs(self.sweep, frame=self.frame)
+
+    @cached_property
+    def _conditions(self) -> dict[str, str]:
+        keys = [k for k in self.keys if k != SEED_KEY]
+        return {r.name: run_label(r, keys) if keys else "" for r in self.runs}
+
+    def condition(self, run_name: str) -> str:
+        """The run's grid values other than the seed (``"lr=0.05"``; empty without a grid)."""
+        return self._conditions.get(run_name, "")
 
     def status_excluded(
         self, selection: RunSelection, has: Callable[[Run], bool] | None = None
@@ -221,9 +231,47 @@ def _per_unit(
     log: bool,
     effect_name: str,
     excluded: Sequence[Excluded] = (),
+) -> Parts:
+    """A per-step claim, one part per condition (the runs' grid values other than the seed):
+    in each, one number per run from :data:`RUN_UNITS_FROM` runs on, else per contiguous step
+    batch; then a one-sample t of those numbers under ``criterion``. Judging each condition on
+    its own keeps an effect that differs in size across η from inflating the spread."""
+    groups: dict[str, tuple[list[tuple[str, pd.DataFrame]], list[Excluded]]] = {}
+    for item in steps:
+        groups.setdefault(t.condition(item[0]), ([], []))[0].append(item)
+    for e in excluded:
+        groups.setdefault(t.condition(e.run), ([], []))[1].append(e)
+    parts = []
+    for label, (items, excl) in groups.items():
+        prefix = f"{label}: " if len(groups) > 1 and label else ""
+        parts.append(
+            _per_unit_one(
+                prefix + claim,
+                statistic,
+                criterion,
+                items,
+                stat,
+                t,
+                log=log,
+                effect_name=effect_name,
+                excluded=excl,
+            )
+        )
+    return parts
+
+
+def _per_unit_one(
+    claim: str,
+    statistic: str,
+    criterion: Criterion,
+    steps: Sequence[tuple[str, pd.DataFrame]],
+    stat: Callable[[pd.DataFrame], float],
+    t: Target,
+    *,
+    log: bool,
+    effect_name: str,
+    excluded: Sequence[Excluded] = (),
 ) -> Evidence:
-    """A per-step claim: one number per run from :data:`RUN_UNITS_FROM` runs on, else per
-    contiguous step batch; then a one-sample t of those numbers under ``criterion``."""
     # The unit follows the design (every run that holds the data), not the survivors: when
     # diverged runs leave fewer than RUN_UNITS_FROM valid ones, the evidence is insufficient.
     if len(steps) + len(excluded) >= RUN_UNITS_FROM:

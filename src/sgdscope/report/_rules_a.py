@@ -247,7 +247,7 @@ def _alignment(t: Target) -> Parts:
         else ""
     )
     return [
-        _per_unit(
+        *_per_unit(
             "gradients far more aligned with the top-5 eigenvectors than a random direction",
             "mean over the top 5 of |cos(g_t, e_i)| against |cos(g_t, r)| for a fresh Gaussian "
             "r at the same steps; per unit the ratio of their means, one-sided t of its log" + base,
@@ -296,7 +296,7 @@ def _alpha_test(t: Target) -> Parts:
         return []
     common = "ΔL(α) = L(θ_t + α u₁) − L(θ_t), u₁ the SGD step along e₁, on the probe set"
     return [
-        _per_unit(
+        *_per_unit(
             "halving the step along e₁ lowers the loss more: ΔL(0.5) < ΔL(1)",
             f"{common}; per unit the mean of ΔL(1) − ΔL(0.5), one-sided t",
             Criterion(GREATER),
@@ -307,7 +307,7 @@ def _alpha_test(t: Target) -> Parts:
             effect_name="mean ΔL(1) − ΔL(0.5) (nats)",
             excluded=excluded,
         ),
-        _per_unit(
+        *_per_unit(
             "doubling the step along e₁ raises the loss: ΔL(2) > 0",
             f"{common}; per unit the mean of ΔL(2), one-sided t",
             Criterion(GREATER),

@@ -384,7 +384,7 @@ def _gd_cosine(t: Target) -> Parts:
         return []
     halves = [(n, df[df.index >= df.index.max() / 2]) for n, df in frames]
     return [
-        _per_unit(
+        *_per_unit(
             "GD's consecutive gradients nearly opposite: cos(g_t, g_{t+1}) near −1",
             "cos(g_t, g_{t+1}) of full-batch gradients over the second half of each GD run; per "
             "unit its mean, one-sided t",

@@ -145,10 +145,30 @@ def _early_barriers(t: Target) -> Parts:
                 unit="runs",
             )
         ]
-    results = []
-    for _name, groups in runs:
+    results, kept = [], []
+    excluded = list(excluded)
+    for name, groups in runs:
         _, k, n = groups[0]
-        results.append(proportion_test(k, n, Criterion(LESS, null_value=EARLY_BARRIER_SHARE)))
+        r = proportion_test(k, n, Criterion(LESS, null_value=EARLY_BARRIER_SHARE))
+        if r.min_p > crit.alpha:
+            # Too few walked steps to show a share below the threshold even with no barrier
+            # (0.9^n > α below 29 steps): no evidence either way, so not a failing run.
+            excluded.append(Excluded(name, f"first walk group of {n} steps, too few to test"))
+            continue
+        results.append(r)
+        kept.append((name, groups))
+    runs = kept
+    if not runs:
+        return [
+            insufficient(
+                claim,
+                stat,
+                crit,
+                "≥ 29 walked steps in the first walked epoch",
+                excluded=excluded,
+                unit="runs",
+            )
+        ]
     shares = [r.effect for r in results]
     worst = int(np.argmax(shares))
     labels = sorted({g[0][0] for _, g in runs})

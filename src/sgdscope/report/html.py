@@ -184,13 +184,16 @@ def _per_seed_html(per_seed: dict[Any, list[Finding]], overall: list[Finding]) -
     head = "".join(f"<th>seed {_esc(s)}</th>" for s in seeds)
     rows = []
     for i, f in enumerate(overall):
+        if all(x.verdict == NOT_APPLICABLE for x in [f, *(per_seed[s][i] for s in seeds)]):
+            continue
         cells = "".join(f"<td>{_verdict_html(per_seed[s][i].verdict)}</td>" for s in seeds)
         rows.append(
             f"<tr><td><code>{_esc(f.id)}</code></td>{cells}<td>{_verdict_html(f.verdict)}</td></tr>"
         )
     return (
         "<p>Each seed's runs judged alone (a trend across seeds needs several seeds, so one seed "
-        "gives insufficient evidence for it), and all seeds together.</p>"
+        "gives insufficient evidence for it), and all seeds together; findings not applicable "
+        "to these runs are left out.</p>"
         f"<table class='seeds'><thead><tr><th>finding</th>{head}<th>overall</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

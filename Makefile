@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test test-all lint format browser bench bench-deps install install-dev clean
+.PHONY: demo reproduce test test-all lint format browser bench bench-deps install install-dev clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ install-dev: $(VENV)/.dev
 
 demo: $(VENV)/.base
 	$(VENV)/bin/sgdscope demo
+
+# Every recipe's small variant over its seeds, judged; one report (REPRODUCTION.md). ≤ 30 min on
+# 2 cores is the target.
+reproduce: $(VENV)/.base
+	$(VENV)/bin/sgdscope reproduce --workers 2 --out runs/reproduce
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

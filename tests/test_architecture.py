@@ -62,7 +62,7 @@ ALLOWED: dict[str, set[str]] = {
         "landscape",
     },
     "sweep": {"errors", "_registry", "config", "store", "train", "metrics"},
-    "recipes": {"errors", "_registry", "config"},
+    "recipes": {"errors", "_registry", "config", "metrics", "store"},
     "report": {"errors", "_version", "metrics", "config", "store", "sweep", "recipes"},
     "api": {"errors", "config", "recipes", "store", "train"},
     "integrations": {"errors", "metrics", "probes", "store", "eigenbasis", "losses"},

@@ -106,8 +106,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --------------------------------------------------------------------------- synthetic sweeps
-STEPS = list(range(0, 101, 10))
+STEPS = list(range(0, 101, 5))
 RANK = {32: 1, 128: 2, "full": 3}
+SEEDS = (0, 1, 2)
 
 
 def _lambda_curve(peak: float, peak_step: int) -> dict[int, float]:
@@ -121,20 +122,21 @@ def _lambda_curve(peak: float, peak_step: int) -> dict[int, float]:
     return out
 
 
-def _sgd_run(root: Path, lr: float, s: int | str, good: bool) -> None:
+def _sgd_run(root: Path, lr: float, s: int | str, seed: int, good: bool) -> None:
     k = RANK[s]
+    jitter = 1.0 + 0.02 * seed  # seeds differ a little
     if good:
         lam = _lambda_curve(
-            10.0 * k * (1.0 if lr == 0.01 else 0.5), 10 * k + (10 if lr == 0.01 else 0)
+            10.0 * k * (1.0 if lr == 0.01 else 0.5) * jitter, 5 * k + (5 if lr == 0.01 else 0)
         )
-        height = 10 * lr
-        cos = -0.3 * k + 0.15 - 0.01 * lr
-        dist = 0.1 / k
+        height = 10 * lr * jitter
+        cos = -0.3 * k + 0.15 - 0.01 * lr - 0.01 * seed
+        dist = 0.1 / k * jitter
     else:
-        lam = _lambda_curve(10.0 * (4 - k) * (1.0 if lr == 0.1 else 0.5), 100)
-        height = 0.001 / lr
-        cos = 0.3 * k - 0.5 + (0.4 if lr == 0.1 else 0.0)
-        dist = 0.1 * k
+        lam = _lambda_curve(10.0 * (4 - k) * (1.0 if lr == 0.1 else 0.5) * jitter, 100)
+        height = 0.001 / lr * jitter
+        cos = 0.3 * k - 0.5 + (0.4 if lr == 0.1 else 0.0) + 0.01 * seed
+        dist = 0.1 * k * jitter
     values = {
         "lambda_1": lam,
         "height": {t: height for t in STEPS},
@@ -146,8 +148,8 @@ def _sgd_run(root: Path, lr: float, s: int | str, good: bool) -> None:
         "val_acc": {0: 0.1, 100: 0.9},
         "test_acc": {0: 0.1, 100: 0.9},
     }
-    name = f"sgd-lr{lr:g}-S{s}"
-    write_run(root / name, scalar_rows(values), lr=lr, batch_size=s)
+    name = f"sgd-lr{lr:g}-S{s}_seed={seed}"
+    write_run(root / name, scalar_rows(values), lr=lr, batch_size=s, seed=seed)
 
 
 def _final_run(
@@ -155,40 +157,48 @@ def _final_run(
     name: str,
     final_lambda: float,
     *,
+    seed: int,
     loss: float = 0.1,
     acc: float = 0.9,
     norm: float = 10.0,
+    distance: float = 3.0,
     **kw: Any,
 ) -> None:
+    jitter = 1.0 + 0.02 * seed
     values = {
-        "lambda_1": {0: 1.0, 50: final_lambda * 1.1, 100: final_lambda},
-        "train_loss": {0: 2.0, 100: loss},
-        "val_acc": {0: 0.1, 100: acc},
-        "test_acc": {0: 0.1, 100: acc},
-        "param_norm": {0: 8.0, 100: norm},
+        "lambda_1": {0: 1.0, 50: final_lambda * 1.1 * jitter, 100: final_lambda * jitter},
+        "train_loss": {0: 2.0, 100: loss * jitter},
+        "val_acc": {0: 0.1, 100: acc + 0.001 * seed},
+        "test_acc": {0: 0.1, 100: acc + 0.001 * seed},
+        "param_norm": {0: 8.0, 100: norm * jitter},
+        "distance": {0: 0.0, 100: distance * jitter},
         "grad_cosine": {t: -0.9 for t in STEPS},
     }
-    write_run(root / name, scalar_rows(values), **kw)
+    write_run(root / f"{name}_seed={seed}", scalar_rows(values), seed=seed, **kw)
 
 
 def build_sweep(root: Path, good: bool) -> Path:
-    """A folder of runs covering every sweep finding, built to reproduce them (or not)."""
+    """A folder of runs (3 seeds each) covering the sweep findings, built to reproduce them (or
+    not)."""
     runs = root / "runs"
-    for lr in (0.01, 0.1):
-        for s in (32, 128, "full"):
-            _sgd_run(runs, lr, s, good)
     top, remove = (1.0, 20.0) if good else (20.0, 1.0)
-    _final_run(runs, "top-only", top, optim="projected_sgd", options={"mode": "top_only"})
-    _final_run(runs, "remove-top", remove, optim="projected_sgd", options={"mode": "remove_top"})
-    _final_run(runs, "nsgd-0.1", 100.0 if good else 12.0, optim="nsgd", options={"gamma": 0.1})
-    _final_run(runs, "nsgd-1", 10.0, optim="nsgd", options={"gamma": 1.0})
     noisy = (
-        {"loss": 0.5, "acc": 0.7, "norm": 12.0}
+        {"loss": 0.5, "acc": 0.7, "norm": 12.0, "distance": 10.0}
         if good
-        else {"loss": 0.05, "acc": 0.95, "norm": 9.0}
+        else {"loss": 0.05, "acc": 0.95, "norm": 9.0, "distance": 1.0}
     )
-    _final_run(runs, "noisy-gd", 10.0, optim="noisy_gd", batch_size="full", **noisy)
-    _final_run(runs, "sgd-cyclical", 10.0, schedule="cyclical")
+    for seed in SEEDS:
+        for lr in (0.01, 0.1):
+            for s in (32, 128, "full"):
+                _sgd_run(runs, lr, s, seed, good)
+        proj = {"optim": "projected_sgd", "seed": seed}
+        _final_run(runs, "top-only", top, options={"mode": "top_only"}, **proj)
+        _final_run(runs, "remove-top", remove, options={"mode": "remove_top"}, **proj)
+        nsgd = {"optim": "nsgd", "seed": seed}
+        _final_run(runs, "nsgd-0.1", 100.0 if good else 12.0, options={"gamma": 0.1}, **nsgd)
+        _final_run(runs, "nsgd-1", 10.0, options={"gamma": 1.0}, **nsgd)
+        _final_run(runs, "noisy-gd", 10.0, optim="noisy_gd", batch_size="full", seed=seed, **noisy)
+        _final_run(runs, "sgd-cyclical", 10.0, schedule="cyclical", seed=seed)
     return root
 
 

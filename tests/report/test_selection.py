@@ -22,9 +22,11 @@ def _run(root: Path, name: str, lr: float, peak: float, **kw: object) -> None:
 
 
 def _sweep(root: Path) -> Path:
-    # The trend of paper A holds over the two usable SGD runs: peak λ₁ lower for larger η.
-    _run(root, "sgd-0.01", 0.01, 20.0)
-    _run(root, "sgd-0.1", 0.1, 10.0)
+    # The trend of paper A holds over the usable SGD runs (three seeds): peak λ₁ lower for
+    # larger η.
+    for seed in (0, 1, 2):
+        _run(root, f"sgd-0.01_seed={seed}", 0.01, 20.0 + seed, seed=seed)
+        _run(root, f"sgd-0.1_seed={seed}", 0.1, 10.0 + seed, seed=seed)
     # Each of these would break it if it were counted.
     _run(root, "sgd-1-diverged", 1.0, 1e6, status="diverged")
     _run(root, "sgd-0.5-cyclical", 0.5, 1e5, schedule="cyclical")
@@ -34,9 +36,10 @@ def _sweep(root: Path) -> Path:
 
 def test_selection_keeps_usable_plain_sgd_runs_of_the_common_schedule(tmp_path: Path) -> None:
     sel = sgd_runs(open_target(_sweep(tmp_path)))
-    assert [r.name for r in sel.runs] == ["sgd-0.01", "sgd-0.1"]
-    assert sel.frame.run.tolist() == ["sgd-0.01", "sgd-0.1"]
-    assert sel.frame["peak_lambda_1"].tolist() == [20.0, 10.0]
+    names = [f"sgd-{lr}_seed={s}" for lr in ("0.01", "0.1") for s in (0, 1, 2)]
+    assert [r.name for r in sel.runs] == names
+    assert sel.frame.run.tolist() == names
+    assert sel.frame["peak_lambda_1"].tolist() == [20.0, 21.0, 22.0, 10.0, 11.0, 12.0]
     assert sel.excluded == {
         "nsgd-0.3": "optimizer nsgd, not plain SGD",
         "sgd-0.5-cyclical": "schedule cyclical, not constant",
@@ -47,14 +50,16 @@ def test_selection_keeps_usable_plain_sgd_runs_of_the_common_schedule(tmp_path: 
 def test_figure_and_finding_use_the_same_runs(tmp_path: Path) -> None:
     sweep = open_target(_sweep(tmp_path))
     finding = next(f for f in judge(sweep) if f.id == "A.peak_lower")
-    assert finding.verdict == REPRODUCED, finding
-    assert finding.numbers["ρ(η, peak λ₁)"] == -1.0
+    assert finding.verdict == REPRODUCED, finding.text()
+    (part,) = finding.parts
+    assert part.result is not None and part.result.n == 3  # three seeds, one slope each
+    assert {e.run for e in finding.excluded} == {"sgd-1-diverged"}
     fig = peak_lambda(sweep)
     assert fig is not None
     (bars,) = fig.axes[0].containers  # one errorbar series: the η values of the selection
     line = bars.lines[0]
     np.testing.assert_allclose(sorted(line.get_xdata()), [0.01, 0.1])
-    np.testing.assert_allclose(sorted(line.get_ydata()), [10.0, 20.0])
+    np.testing.assert_allclose(sorted(line.get_ydata()), [11.0, 21.0])
 
 
 def test_empty_selection(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from .data_cmd import app as data_app
 from .demo_cmd import demo
 from .export_cmd import export
 from .report_cmd import report
+from .reproduce_cmd import reproduce
 
 app = typer.Typer(
     name="sgdscope",
@@ -324,6 +325,7 @@ app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
 app.command("demo")(demo)
 app.command("export")(export)
+app.command("reproduce")(reproduce)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,10 +19,29 @@ paper's own numbers for the runs a recipe reproduces (read by the report).
 ``seeds: [0, 1, 2]`` (top level, or per variant to replace it) makes seeds a sweep axis crossed
 with the grid: ``sgdscope sweep`` runs every grid point at every seed (``--seeds`` replaces the
 list). ``sgdscope run`` on a recipe without a grid trains once, at the config's own ``seed``.
+
+``published:`` (top level, optional) holds the paper's own numbers for the figure or table, so
+that the report prints "paper | ours | ratio" beside each other::
+
+    published:
+      source: "Xing et al. 2018, Table 1"
+      rows:
+        - {label: "VGG-11, epoch 1", metric: epoch_barriers, at: {model.name: vgg11, epoch: 1},
+           value: 0}
+
+Each row: ``label`` (what the paper's cell is), ``metric`` (a name of :mod:`sgdscope.metrics`,
+e.g. ``epoch_barriers``, ``lambda_1``, or a field of the run summary
+:data:`sgdscope.store.summary.SUMMARY_FIELDS`, e.g. ``final_test_acc``), ``at`` (which runs and
+steps: dotted config keys such as ``model.name`` or ``optim.lr`` select runs; ``epoch`` (1-based,
+as the papers count) or ``step`` select where a per-epoch or per-step metric is read, else its last
+value), ``value`` (the paper's number), and optionally ``unit`` and ``note``. See
+:class:`Published`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,6 +54,130 @@ from ..config.grid import check_seeds
 from ..errors import ConfigError
 
 VARIANTS = ("small", "paper")
+
+#: Keys of ``at`` that select where a metric is read rather than which runs.
+POSITION_KEYS = ("epoch", "step")
+_ROW_KEYS = {"label", "metric", "at", "value", "unit", "note"}
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """One number the paper reports.
+
+    Attributes:
+        label: the paper's cell, in words (``"VGG-11, epoch 1"``).
+        metric: a metric name (:mod:`sgdscope.metrics`) or a run-summary field.
+        at: dotted config keys → values selecting the runs, plus optionally ``epoch`` (1-based)
+            or ``step`` selecting where the metric is read.
+        value: the paper's number.
+        unit: its unit, when worth saying.
+        note: anything a reader must know (how the number was read off a figure, ...).
+    """
+
+    label: str
+    metric: str
+    at: dict[str, Any]
+    value: float
+    unit: str | None = None
+    note: str | None = None
+
+    @property
+    def selectors(self) -> dict[str, Any]:
+        """The config keys of ``at`` (which runs)."""
+        return {k: v for k, v in self.at.items() if k not in POSITION_KEYS}
+
+    @property
+    def epoch(self) -> int | None:
+        return self.at.get("epoch")
+
+    @property
+    def step(self) -> int | None:
+        return self.at.get("step")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A recipe's ``published:`` section: where the numbers come from and the numbers."""
+
+    source: str
+    rows: tuple[PublishedRow, ...]
+
+
+def _is_metric(name: str) -> bool:
+    from .. import metrics as M
+    from ..store.summary import SUMMARY_FIELDS
+
+    return M.describe(name) is not None or name in SUMMARY_FIELDS
+
+
+def parse_published(data: Any, where: str) -> Published | None:
+    """Validate a recipe's ``published:`` section (None when absent).
+
+    Raises:
+        ConfigError: a missing or unknown key, a metric that is neither a metric name nor a
+            summary field, an ``epoch`` below 1, a non-numeric value.
+    """
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or set(data) != {"source", "rows"}:
+        got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise ConfigError(
+            f"{where}: published must be a mapping with exactly 'source' and 'rows', got {got}; "
+            'write published: {source: "Author et al. 2018, Table 1", rows: [...]}'
+        )
+    if not isinstance(data["source"], str) or not data["source"].strip():
+        raise ConfigError(f"{where}: published.source must be a non-empty string (the citation)")
+    rows = data["rows"]
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(f"{where}: published.rows must be a non-empty list of rows")
+    return Published(data["source"], tuple(_row(r, f"{where}: published.rows[{i}]")
+                                           for i, r in enumerate(rows)))  # fmt: skip
+
+
+def _row(row: Any, where: str) -> PublishedRow:
+    if not isinstance(row, Mapping):
+        raise ConfigError(f"{where} must be a mapping with label, metric, at, value; got {row!r}")
+    unknown = set(row) - _ROW_KEYS
+    missing = {"label", "metric", "value"} - set(row)
+    if unknown or missing:
+        raise ConfigError(
+            f"{where}: unknown keys {sorted(unknown)} / missing keys {sorted(missing)}; a row has "
+            "label, metric, value and optionally at, unit, note"
+        )
+    metric = row["metric"]
+    if not isinstance(metric, str) or not _is_metric(metric):
+        raise ConfigError(
+            f"{where}: metric {metric!r} is neither a metric name (sgdscope.metrics, e.g. "
+            "epoch_barriers) nor a run-summary field (e.g. final_test_acc)"
+        )
+    value = row["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: value must be a finite number, got {value!r}")
+    at = row.get("at") or {}
+    if not isinstance(at, Mapping) or not all(isinstance(k, str) for k in at):
+        raise ConfigError(f"{where}: at must map dotted config keys (or epoch / step) to values")
+    for key in POSITION_KEYS:
+        v = at.get(key)
+        low = 1 if key == "epoch" else 0
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ConfigError(
+                f"{where}: at.{key} must be an integer ≥ {low} ({key}s "
+                f"{'as the paper counts them, 1-based' if key == 'epoch' else 'are updates'}), "
+                f"got {v!r}"
+            )
+    if "epoch" in at and "step" in at:
+        raise ConfigError(f"{where}: give at.epoch or at.step, not both")
+    for key in ("label", "unit", "note"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            raise ConfigError(f"{where}: {key} must be a string, got {row[key]!r}")
+    return PublishedRow(
+        label=row["label"],
+        metric=metric,
+        at=dict(at),
+        value=float(value),
+        unit=row.get("unit"),
+        note=row.get("note"),
+    )
 
 
 @dataclass
@@ -51,6 +194,7 @@ class Recipe:
     demo: bool = False
     seeds: list[int] | None = None
     paper_variant: str | list[str] | None = None
+    published: Published | None = None
 
     @property
     def paper_complete(self) -> bool | None:
@@ -114,6 +258,7 @@ def _parse(path: Path) -> Recipe:
         demo=bool(data.get("demo", False)),
         seeds=_seeds(data.get("seeds"), f"recipe {path.stem}: seeds"),
         paper_variant=_paper_variant(data.get("paper_variant"), path.stem),
+        published=parse_published(data.get("published"), f"recipe {path.stem}"),
     )
 
 

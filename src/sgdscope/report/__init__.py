@@ -25,6 +25,7 @@ from .figures import (
     walk_vs_hparams,
 )
 from .findings import (
+    INSUFFICIENT,
     NOT_APPLICABLE,
     NOT_REPRODUCED,
     REPRODUCED,
@@ -34,6 +35,7 @@ from .findings import (
     Rule,
     findings_text,
     judge,
+    judge_per_seed,
 )
 from .html import write_report
 from .style import save_figure, style
@@ -43,6 +45,7 @@ __all__ = [
     # the page
     "write_report",
     # findings
+    "INSUFFICIENT",
     "NOT_APPLICABLE",
     "NOT_REPRODUCED",
     "REPRODUCED",
@@ -52,6 +55,7 @@ __all__ = [
     "Rule",
     "findings_text",
     "judge",
+    "judge_per_seed",
     # figures of one run
     "RUN_FIGURES",
     "alignment",

@@ -232,9 +232,10 @@ def eigenvalues(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def sweep_frame(sweep: Any) -> pd.DataFrame:
-    """One row per run: ``run``, each grid key, ``optim.lr``, ``train.batch_size`` (numeric,
-    full → inf), ``optim.name``, ``schedule.name``, then :func:`~sgdscope.store.summarize_run`'s
-    fields (``status``, ``diverged``, ``final_*``, ``peak_*``, ``mean_*``, ...)."""
+    """One row per run: ``run``, each grid key, ``seed``, ``optim.lr``, ``train.batch_size``
+    (numeric, full → inf), ``optim.name``, ``schedule.name``, then
+    :func:`~sgdscope.store.summarize_run`'s fields (``status``, ``diverged``, ``final_*``,
+    ``peak_*``, ``mean_*``, ...)."""
     keys = grid_keys(sweep)
     rows = []
     for r in sweep.runs:
@@ -244,6 +245,7 @@ def sweep_frame(sweep: Any) -> pd.DataFrame:
             row[k] = flat.get(k)
         row[LR_KEY] = lr_value(r)
         row[BATCH_KEY] = batch_value(r)
+        row.setdefault(SEED_KEY, r.config.get(SEED_KEY))
         row["optim.name"] = optim_name(r)
         row["schedule.name"] = schedule_name(r)
         row.update(summarize_run(r))
@@ -273,15 +275,16 @@ class RunSelection:
     excluded: dict[str, str]
 
 
-def sgd_runs(sweep: Any) -> RunSelection:
+def sgd_runs(sweep: Any, *, frame: pd.DataFrame | None = None) -> RunSelection:
     """The runs that the papers' η / S comparisons are about, for figures and findings alike.
 
     Kept: plain SGD (``optim.name == "sgd"``, full batch included: GD is S = ∞) whose status is
     not diverged or failed, with the most common schedule among those (other optimizers and
     schedules have their own figures and findings; mixing schedules would confound η).
+    ``frame``: the sweep's :func:`sweep_frame`, when the caller has it already.
     """
     sweep = as_sweep(sweep)
-    frame = sweep_frame(sweep)
+    frame = sweep_frame(sweep) if frame is None else frame
     excluded: dict[str, str] = {}
     keep = []
     for i, row in frame.iterrows():
@@ -305,64 +308,3 @@ def sgd_runs(sweep: Any) -> RunSelection:
         grid_keys(sweep),
         excluded,
     )
-
-
-# --------------------------------------------------------------------------- statistics
-def spearman(x: Iterable[float], y: Iterable[float]) -> float:
-    """Spearman's rank correlation (NaN with < 2 points or a constant input); inf ranks fine."""
-    xs = pd.Series(list(x), dtype=float)
-    ys = pd.Series(list(y), dtype=float)
-    ok = xs.notna() & ys.notna() & np.isfinite(ys)
-    xs, ys = xs[ok], ys[ok]
-    if len(xs) < 2:
-        return math.nan
-    rx = xs.rank().to_numpy()
-    ry = ys.rank().to_numpy()
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-@dataclass
-class Trend:
-    """Within-group rank correlations of y against x (other grid keys fixed, seeds averaged)."""
-
-    x: str
-    y: str
-    rho: float  # mean over groups
-    groups: int
-    points: int
-    spread: float  # mean over groups of (max − min) of y across x
-
-
-def trend(frame: pd.DataFrame, x: str, y: str, keys: list[str]) -> Trend | None:
-    """ρ(x, y) within each group of equal values of the other grid keys, averaged over groups.
-
-    Seeds are averaged first. None when no group has two distinct x values with finite y.
-    """
-    if x not in frame or y not in frame:
-        return None
-    df = frame[np.isfinite(frame[y].astype(float))].copy()
-    if df.empty:
-        return None
-    config_keys = [k for k in keys if k not in (SEED_KEY, x, y) and k in df]
-    for k in config_keys:
-        df[k] = df[k].map(_hashable)
-    by = [*config_keys, x]
-    means = df.groupby(by, dropna=False)[y].mean().reset_index()
-    groups = (
-        [means] if not config_keys else [g for _, g in means.groupby(config_keys, dropna=False)]
-    )
-    rhos, spreads = [], []
-    for g in groups:
-        if g[x].nunique() < 2:
-            continue
-        rho = spearman(g[x], g[y])
-        spreads.append(float(g[y].max() - g[y].min()))
-        if math.isfinite(rho):
-            rhos.append(rho)
-        else:  # all y equal: no trend at all
-            rhos.append(0.0)
-    if not spreads:
-        return None
-    return Trend(x, y, float(np.mean(rhos)), len(spreads), len(means), float(np.mean(spreads)))

@@ -1,99 +1,264 @@
-"""The papers' findings as explicit, testable rules, judged on a run or a sweep.
+"""The papers' findings as statistical rules, judged on a run or a sweep.
 
-Each :class:`Rule` holds the paper, the finding as the paper states it, the rule used written in
-words, and a check from a run or sweep to ``(numbers, verdict)``. The verdict is
-``"reproduced"``, ``"not reproduced"`` or ``"not applicable"`` (the needed metrics or runs are
-absent). Thresholds are module constants, named and documented here, so a reader can see — and
-change — exactly what "reproduced" means.
+Each :class:`Rule` states a finding of a paper (its claim, in the paper's words), the test used
+(written in words with every threshold, all module constants named below, so a reader can see and
+change what "reproduced" means), and a check that turns a run or a sweep into one or more
+:class:`~sgdscope.report._evidence.Evidence` parts. Each part carries the five things the report
+prints: the claim it tests, the statistic, the effect size, its uncertainty (interval, p-value,
+n) and the pre-stated threshold (a :class:`~sgdscope.report._stats.Criterion`).
 
-Rules of scope ``"run"`` judged on a sweep are applied to each run; the sweep reproduces the
-finding when at least half of the runs where it applies do. Rules of scope ``"sweep"`` compare
-runs, so they are not applicable to a single run.
+Verdicts (one per part, and one per finding):
 
-Trends across a sweep are Spearman rank correlations computed within groups of runs that share
-every other grid value (seeds averaged first), then averaged over groups.
+- ``"reproduced"``: the test supports the claim (one-sided p ≤ α = 0.05 *and* the estimate
+  reaches the minimum effect; equivalence: the 90% interval inside its bounds);
+- ``"not reproduced"``: enough valid evidence, and it does not support the claim;
+- ``"insufficient evidence"``: too few valid runs / seeds / steps remain. Diverged, failed and
+  unfinished runs never count: they are excluded and listed with their reason;
+- ``"not applicable"``: the data are absent; the finding says what would make it applicable.
+
+A finding with several parts (one per walked epoch, per noise level, per γ, ...) is reproduced
+only when every part is (an intersection–union test: its level is at most α whatever the number of
+parts); it is "not reproduced" when a part is, else "insufficient evidence" when a part is, else
+"not applicable" when a part's data are missing.
+
+Units of evidence are independent runs (seeds), never the steps of one run:
+
+- **trends** (peak λ₁ lower for larger η, ...) are judged across seeds: within each block (one
+  seed, other grid values fixed) the OLS slope is one estimate, and the slopes are tested with a
+  one-sided t over blocks (:func:`~sgdscope.report._stats.trend_test`), with a minimum slope.
+  Fewer than :data:`MIN_SEEDS` seeds with two levels is "insufficient evidence";
+- **per-step claims** (alignment, α-test, GD cosine) reduce each run to one number from
+  :data:`RUN_UNITS_FROM` valid runs on; with fewer runs, to the means of
+  :data:`STEP_BATCHES` contiguous batches of steps per run (the batch-means method, valid when a
+  batch spans many autocorrelation times);
+- **comparisons of groups** (NSGD γ < 1 against γ = 1, noisy GD against GD, ...) pair runs by
+  seed when both groups hold the same seeds, else use Welch's t;
+- **shares**: "most curves convex with a minimum inside" tests the pooled share against 0.5 (exact
+  binomial and a cluster t over runs, the larger p: calibrated near 0.5). "Almost no barriers
+  early" tests each run's own share against 0.1 with an exact binomial test and needs every run to
+  pass: the pooled test is anti-conservative for small shares when seeds differ in their share
+  (``benchmarks/results/stats-calibration.md``), and Table 1 reports single runs anyway.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from .. import metrics as M
-from ..store import Run, summarize_run
-from ._data import (
-    BATCH_KEY,
-    LR_KEY,
-    array_or_none,
-    is_gd,
-    is_sweep,
-    lambda1,
-    open_target,
-    optim_name,
-    optim_option,
-    series,
-    sgd_runs,
-    total_steps,
-    trend,
+from ._data import SEED_KEY, FolderSweep
+from ._evidence import (
+    INSUFFICIENT,
+    NOT_APPLICABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    VERDICTS,
+    Evidence,
+    Excluded,
+)
+from ._judging import Parts, Target, _as_target, curve_ok
+from ._rules_a import (
+    _alignment,
+    _alpha_test,
+    _lambda_peak,
+    _nsgd_control,
+    _nsgd_flatter,
+    _nsgd_sharper,
+    _peak_earlier,
+    _peak_lower,
+    _projected,
+)
+from ._rules_b import (
+    _barriers_later,
+    _convex_inside,
+    _cos_vs_batch,
+    _cos_vs_lr,
+    _distance_vs_batch,
+    _early_barriers,
+    _gd_cosine,
+    _height_decreases,
+    _height_vs_lr,
+    _noisy_gd,
+    _schedules,
+    _spectral_norm,
+)
+from ._thresholds import (
+    ALIGNMENT_FACTOR,
+    ALPHA_TEST_K,
+    CONVEX_TOL,
+    COS_BATCH_SLOPE,
+    COS_LR_MAX_SLOPE,
+    DISTANCE_BATCH_SLOPE,
+    EARLY_BARRIER_SHARE,
+    EARLY_FRACTION,
+    GD_COSINE_MAX,
+    HEIGHT_DECAY,
+    HEIGHT_LR_SLOPE,
+    LAMBDA_LATE_GROWTH,
+    LAMBDA_RISE,
+    MIN_BATCHES,
+    MIN_CURVES,
+    MIN_LAMBDA_POINTS,
+    MIN_RUNS,
+    MIN_SEEDS,
+    MIN_SPECTRAL_POINTS,
+    MOST,
+    NOISY_DISTANCE_RATIO,
+    NOISY_LOSS_RATIO,
+    NSGD_ACC_TOL,
+    NSGD_CONTROL_BAND,
+    NSGD_FACTOR,
+    PAPER_NSGD,
+    PEAK_BATCH_SLOPE,
+    PEAK_LR_SLOPE,
+    PEAK_STEP_BATCH_SLOPE,
+    PEAK_STEP_LR_SLOPE,
+    PROJECTED_LOSS_RATIO,
+    PROJECTED_MARGIN,
+    RUN_UNITS_FROM,
+    SCHEDULE_MARGIN,
+    SPECTRAL_DECLINE,
+    SPECTRAL_RISE,
+    SPECTRAL_WINDOW,
+    STEP_BATCHES,
 )
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_APPLICABLE = "not applicable"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_APPLICABLE)
-
-# ---- thresholds (the "sensible choices"; each appears in its rule's text)
-#: λ₁ "early": measurements in the first 30% of the run's steps.
-EARLY_FRACTION = 0.3
-#: λ₁ "rises": the early maximum is at least 1.5× the first measurement.
-LAMBDA_RISE = 1.5
-#: λ₁ "then stabilises or decays": later values never exceed 1.25× the early maximum.
-LAMBDA_LATE_GROWTH = 1.25
-#: Fewest λ₁ measurements for the peak rule.
-MIN_LAMBDA_POINTS = 3
-#: "Far more aligned than random": mean top-1 alignment ≥ 3× the random direction's.
-ALIGNMENT_FACTOR = 3.0
-#: "Most of training": at least half of the interpolation curves.
-MOST = 0.5
-#: A curve is "roughly convex" when every second difference ≥ −5% of the curve's range.
-CONVEX_TOL = 0.05
-#: "Almost no barriers early": at most 10% of the first walk epoch's steps cross one.
-EARLY_BARRIER_SHARE = 0.10
-#: "η barely changes the cosine": mean cos varies by at most 0.1 across η (S fixed).
-COS_LR_MAX_SPREAD = 0.1
-#: "GD's cosine is near −1": median cos(g_t, g_{t+1}) over the second half ≤ −0.7.
-GD_COSINE_MAX = -0.7
-#: "Top-only flatter / remove-top sharper": final λ₁ ratios beyond 10% either way.
-PROJECTED_MARGIN = 1.1
-#: "NSGD γ < 1 an order of magnitude sharper": final λ₁ ≥ 5× the γ = 1 / SGD baseline...
-NSGD_SHARPER = 5.0
-#: ... "with similar test accuracy": within 3 percentage points.
-NSGD_ACC_TOL = 0.03
-
-Numbers = dict[str, Any]
-Check = Callable[[Any], tuple[Numbers, str]]
+__all__ = [
+    "INSUFFICIENT",
+    "NOT_APPLICABLE",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "RULES",
+    "VERDICTS",
+    "Finding",
+    "Rule",
+    "Target",
+    "combine",
+    "curve_ok",
+    "findings_text",
+    "judge",
+    "judge_per_seed",
+    "MIN_SEEDS",
+    "MIN_RUNS",
+    "RUN_UNITS_FROM",
+    "STEP_BATCHES",
+    "MIN_BATCHES",
+    "EARLY_FRACTION",
+    "LAMBDA_RISE",
+    "LAMBDA_LATE_GROWTH",
+    "MIN_LAMBDA_POINTS",
+    "PEAK_LR_SLOPE",
+    "PEAK_BATCH_SLOPE",
+    "PEAK_STEP_LR_SLOPE",
+    "PEAK_STEP_BATCH_SLOPE",
+    "ALIGNMENT_FACTOR",
+    "ALPHA_TEST_K",
+    "PROJECTED_MARGIN",
+    "PROJECTED_LOSS_RATIO",
+    "NSGD_FACTOR",
+    "NSGD_ACC_TOL",
+    "NSGD_CONTROL_BAND",
+    "PAPER_NSGD",
+    "MOST",
+    "CONVEX_TOL",
+    "MIN_CURVES",
+    "EARLY_BARRIER_SHARE",
+    "HEIGHT_LR_SLOPE",
+    "HEIGHT_DECAY",
+    "COS_BATCH_SLOPE",
+    "DISTANCE_BATCH_SLOPE",
+    "COS_LR_MAX_SLOPE",
+    "GD_COSINE_MAX",
+    "NOISY_LOSS_RATIO",
+    "NOISY_DISTANCE_RATIO",
+    "SPECTRAL_WINDOW",
+    "MIN_SPECTRAL_POINTS",
+    "SPECTRAL_DECLINE",
+    "SPECTRAL_RISE",
+    "SCHEDULE_MARGIN",
+]
 
 
 @dataclass(frozen=True)
 class Finding:
-    """The verdict of one rule on one run or sweep."""
+    """The verdict of one rule on one run or sweep.
+
+    Attributes:
+        id: the rule's id (``"A.peak_lower"``).
+        paper: ``"A"`` or ``"B"``.
+        statement: the finding as the paper states it.
+        rule: the test in words, with its thresholds.
+        verdict: one of :data:`VERDICTS` (the parts combined by :func:`combine`).
+        parts: the tested sub-claims, each with claim, statistic, effect, uncertainty,
+            threshold and its own verdict.
+        needs: what would make the finding applicable (or its evidence sufficient).
+    """
 
     id: str
     paper: str
     statement: str
     rule: str
-    numbers: Numbers
     verdict: str
+    parts: tuple[Evidence, ...] = ()
+    needs: str = ""
 
     @property
     def applicable(self) -> bool:
         return self.verdict != NOT_APPLICABLE
+
+    @property
+    def excluded(self) -> tuple[Excluded, ...]:
+        """Runs left out of any part, once each."""
+        seen: dict[str, Excluded] = {}
+        for p in self.parts:
+            for e in p.excluded:
+                seen.setdefault(e.run, e)
+        return tuple(seen.values())
+
+    @property
+    def numbers(self) -> dict[str, str]:
+        """One line per part: its claim → effect and uncertainty (``needs`` when untested)."""
+        out = {}
+        for p in self.parts:
+            if p.result is not None:
+                out[p.claim] = f"{p.effect_text} ({p.uncertainty_text})"
+            else:
+                out[p.claim] = f"{p.verdict}: {p.needs}"
+        if self.needs and not self.parts:
+            out["needs"] = self.needs
+        return out
+
+    def text(self) -> str:
+        """The finding and every part's five fields, as indented lines."""
+        lines = [f"{self.id} [{self.verdict}] {self.statement}", f"  rule: {self.rule}"]
+        if self.needs:
+            lines.append(f"  needs: {self.needs}")
+        for p in self.parts:
+            lines.append(f"  - {p.claim} [{p.verdict}]")
+            for k, v in p.fields().items():
+                if k not in ("claim", "verdict"):
+                    lines.append(f"      {k}: {v}")
+        return "\n".join(lines)
+
+
+def combine(parts: Sequence[Evidence]) -> str:
+    """A finding's verdict from its parts (intersection–union): reproduced only when every part
+    is; else "not reproduced" when a part is, else "insufficient evidence" when a part is, else
+    "not applicable"."""
+    verdicts = [p.verdict for p in parts]
+    if not verdicts or all(v == NOT_APPLICABLE for v in verdicts):
+        return NOT_APPLICABLE
+    for v in (NOT_REPRODUCED, INSUFFICIENT, NOT_APPLICABLE):
+        if v in verdicts:
+            return v
+    return REPRODUCED
+
+
+Check = Callable[[Target], Parts]
 
 
 @dataclass(frozen=True)
@@ -105,8 +270,9 @@ class Rule:
         paper: ``"A"`` (sharpest directions) or ``"B"`` (walk with SGD).
         statement: the finding, as the paper states it.
         rule: the test, in words, with its thresholds.
-        scope: ``"run"`` (judged per run) or ``"sweep"`` (compares runs).
-        check: target → (numbers, verdict).
+        scope: ``"run"`` (testable on a single run) or ``"sweep"`` (compares runs or seeds).
+        needs: what data make it applicable (shown when none are there).
+        check: target → the tested parts.
     """
 
     id: str
@@ -114,360 +280,60 @@ class Rule:
     statement: str
     rule: str
     scope: str
+    needs: str
     check: Check = field(repr=False)
 
-    def evaluate(self, target: Any) -> Finding:
-        """Judge ``target`` (a :class:`Run` or a sweep)."""
-        if is_sweep(target):
-            if self.scope == "sweep":
-                numbers, verdict = self.check(target)
-            else:
-                numbers, verdict = _per_run(self.check, list(target.runs))
-        elif self.scope == "sweep":
-            numbers, verdict = {"needs": "a sweep (several runs)"}, NOT_APPLICABLE
-        else:
-            numbers, verdict = self.check(target)
-        assert verdict in VERDICTS, verdict
-        return Finding(self.id, self.paper, self.statement, self.rule, numbers, verdict)
+    def evaluate(self, target: Any, *, min_runs: int = MIN_RUNS) -> Finding:
+        """Judge ``target`` (a :class:`Run`, a sweep, a path or a :class:`Target`)."""
+        t = _as_target(target, min_runs)
+        parts = tuple(self.check(t))
+        verdict = combine(parts)
+        needs = ""
+        if not parts:
+            needs = self.needs
+        elif verdict in (NOT_APPLICABLE, INSUFFICIENT):
+            needs = "; ".join(dict.fromkeys(p.needs for p in parts if p.needs))
+        return Finding(self.id, self.paper, self.statement, self.rule, verdict, parts, needs)
 
 
-def _per_run(check: Check, runs: list[Run]) -> tuple[Numbers, str]:
-    verdicts = [check(r)[1] for r in runs]
-    applicable = [v for v in verdicts if v != NOT_APPLICABLE]
-    if not applicable:
-        return {"runs": len(runs), "runs applicable": 0}, NOT_APPLICABLE
-    ok = sum(v == REPRODUCED for v in applicable)
-    numbers = {"runs applicable": len(applicable), "runs reproduced": ok}
-    return numbers, REPRODUCED if ok >= MOST * len(applicable) else NOT_REPRODUCED
+_SEEDS = f"≥ {MIN_SEEDS} seeds"
 
-
-def _verdict(ok: bool) -> str:
-    return REPRODUCED if ok else NOT_REPRODUCED
-
-
-def _na(needs: str) -> tuple[Numbers, str]:
-    return {"needs": needs}, NOT_APPLICABLE
-
-
-# --------------------------------------------------------------------------- paper A
-def _lambda_peak(run: Run) -> tuple[Numbers, str]:
-    lam = lambda1(run)
-    if lam is None or len(lam) < MIN_LAMBDA_POINTS:
-        return _na(f"λ₁ measured at ≥ {MIN_LAMBDA_POINTS} steps (sharpness probe)")
-    cut = EARLY_FRACTION * max(total_steps(run), int(lam.index.max()))
-    early, late = lam[lam.index <= cut], lam[lam.index > cut]
-    if len(early) < 2 or late.empty:
-        return _na(f"λ₁ measured both in the first {EARLY_FRACTION:.0%} of steps and after")
-    first = float(lam.iloc[0])
-    early_max = float(early.max())
-    late_max = float(late.max())
-    numbers = {
-        "λ₁ at first measurement": first,
-        "early max λ₁": early_max,
-        "early max step": int(early.idxmax()),
-        "later max λ₁": late_max,
-        "final λ₁": float(lam.iloc[-1]),
-        "rise (early max / first)": early_max / first if first > 0 else math.inf,
-    }
-    ok = early_max >= LAMBDA_RISE * first and late_max <= LAMBDA_LATE_GROWTH * early_max
-    return numbers, _verdict(ok)
-
-
-def _trend_rule(
-    frame: pd.DataFrame, keys: list[str], y: str, want: dict[str, int]
-) -> tuple[Numbers, str]:
-    """Each varied key in ``want`` must give ρ with the wanted sign (+1 / −1)."""
-    numbers: Numbers = {}
-    oks = []
-    for x, sign in want.items():
-        tr = trend(frame, x, y, keys)
-        if tr is None:
-            continue
-        name = "η" if x == LR_KEY else "S" if x == BATCH_KEY else x
-        numbers[f"ρ({name}, {_Y_LABELS.get(y, y)})"] = round(tr.rho, 3)
-        numbers[f"groups over {name}"] = tr.groups
-        oks.append(tr.rho * sign > 0)
-    if not oks:
-        measured = _Y_LABELS.get(y, y)
-        return _na(f"a sweep over {' or '.join(_key_names(want))} with {measured} measured")
-    return numbers, _verdict(all(oks))
-
-
-_Y_LABELS = {
-    "peak_lambda_1": "peak λ₁",
-    "peak_lambda_1_step": "peak step",
-    "mean_height": "mean height",
-    "mean_grad_cosine": "mean cos",
-    "final_distance": "final ‖θ − θ₀‖",
-}
-
-
-def _key_names(want: dict[str, int]) -> list[str]:
-    return ["η" if x == LR_KEY else "S" if x == BATCH_KEY else x for x in want]
-
-
-def _sgd_frame(sweep: Any) -> tuple[pd.DataFrame, list[str]]:
-    """The sweep's SGD runs (:func:`~sgdscope.report._data.sgd_runs`, the same runs as the
-    figures): η / S trends are about SGD, not its variants."""
-    selection = sgd_runs(sweep)
-    return selection.frame, selection.keys
-
-
-def _peak_lower(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    return _trend_rule(frame, keys, "peak_lambda_1", {LR_KEY: -1, BATCH_KEY: +1})
-
-
-def _peak_earlier(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    return _trend_rule(frame, keys, "peak_lambda_1_step", {LR_KEY: -1, BATCH_KEY: +1})
-
-
-def _alignment(run: Run) -> tuple[Numbers, str]:
-    top = series(run, M.alignment_key(1))
-    rnd = series(run, M.ALIGNMENT_RANDOM)
-    if top is None or rnd is None:
-        return _na("alignment probe with random_baseline (alignment_1, alignment_random)")
-    a, r = float(top.mean()), float(rnd.mean())
-    numbers = {
-        "mean |cos(g, e₁)|": a,
-        "mean |cos(g, random)|": r,
-        "ratio": a / r if r > 0 else math.inf,
-    }
-    m5 = series(run, M.ALIGNMENT_MEAN5)
-    if m5 is not None:
-        numbers["mean |cos(g, e_i)| over top 5"] = float(m5.mean())
-    return numbers, _verdict(a >= ALIGNMENT_FACTOR * r)
-
-
-def _alpha_mean(run: Run, subspace: str | int, alpha: float) -> float | None:
-    s = series(run, M.alpha_test_key(subspace, alpha))
-    return None if s is None else float(s.mean())
-
-
-def _alpha_test(run: Run) -> tuple[Numbers, str]:
-    d = {a: _alpha_mean(run, 1, a) for a in (0.5, 1.0, 2.0)}
-    if any(v is None for v in d.values()):
-        return _na("step_scale probe with k=1 and α ∈ {0.5, 1, 2}")
-    numbers: Numbers = {f"ΔL({a:g}) k=1": v for a, v in d.items()}
-    for a in (0.5, 1.0, 2.0):
-        for k in (5, "random"):
-            v = _alpha_mean(run, k, a)
-            if v is not None:
-                numbers[f"ΔL({a:g}) {'k=5' if k == 5 else k}"] = v
-    ok = d[0.5] < d[1.0] and d[2.0] > 0  # type: ignore[operator]
-    return numbers, _verdict(ok)
-
-
-def _mean_final_lambda(runs: list[Run]) -> float:
-    vals = [summarize_run(r)["final_lambda_1"] for r in runs]
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
-
-
-def _projected(sweep: Any) -> tuple[Numbers, str]:
-    runs = list(sweep.runs)
-    top = [
-        r
-        for r in runs
-        if optim_name(r) == "projected_sgd"
-        and (optim_option(r, "mode") or "top_only") == "top_only"
-    ]
-    rem = [
-        r
-        for r in runs
-        if optim_name(r) == "projected_sgd" and optim_option(r, "mode") == "remove_top"
-    ]
-    base = [r for r in runs if optim_name(r) == "sgd"]
-    lt, lr_, lb = _mean_final_lambda(top), _mean_final_lambda(rem), _mean_final_lambda(base)
-    if not (math.isfinite(lt) and math.isfinite(lr_)):
-        return _na("top-only and remove-top runs (optim.name=projected_sgd) with λ₁ measured")
-    numbers: Numbers = {"final λ₁ top-only": lt, "final λ₁ remove-top": lr_}
-    if math.isfinite(lb):
-        numbers["final λ₁ SGD"] = lb
-        ok = lt * PROJECTED_MARGIN <= lb <= lr_ / PROJECTED_MARGIN
-    else:
-        ok = lt * PROJECTED_MARGIN <= lr_
-    return numbers, _verdict(ok)
-
-
-def _acc(run: Run) -> float:
-    m = summarize_run(run)
-    return m["final_test_acc"] if math.isfinite(m["final_test_acc"]) else m["final_val_acc"]
-
-
-def _nsgd(sweep: Any) -> tuple[Numbers, str]:
-    runs = list(sweep.runs)
-
-    def gamma(r: Run) -> float:
-        g = optim_option(r, "gamma")
-        return float(g) if g is not None else math.nan
-
-    nudged = [r for r in runs if optim_name(r) == "nsgd" and gamma(r) < 1]
-    base = [
-        r for r in runs if optim_name(r) == "sgd" or (optim_name(r) == "nsgd" and gamma(r) == 1)
-    ]
-    if not nudged or not base:
-        return _na("NSGD runs with γ < 1 and a γ = 1 or SGD baseline")
-    g_min = min(gamma(r) for r in nudged)
-    sharp = [r for r in nudged if gamma(r) == g_min]
-    ln, lb = _mean_final_lambda(sharp), _mean_final_lambda(base)
-    an = float(np.nanmean([_acc(r) for r in sharp]))
-    ab = float(np.nanmean([_acc(r) for r in base]))
-    if not (math.isfinite(ln) and math.isfinite(lb) and lb > 0):
-        return _na("λ₁ measured in the NSGD and baseline runs")
-    numbers = {
-        "γ": g_min,
-        f"final λ₁ NSGD γ={g_min:g}": ln,
-        "final λ₁ baseline": lb,
-        "ratio": ln / lb,
-        "test acc NSGD": an,
-        "test acc baseline": ab,
-    }
-    ok = ln >= NSGD_SHARPER * lb and abs(an - ab) <= NSGD_ACC_TOL
-    return numbers, _verdict(ok)
-
-
-# --------------------------------------------------------------------------- paper B
-def _convex_share(curves: np.ndarray) -> float:
-    ok = 0
-    for y in curves:
-        y = np.asarray(y, dtype=float)
-        rng = float(np.ptp(y)) if np.all(np.isfinite(y)) else math.nan
-        if not math.isfinite(rng):
-            continue
-        ok += bool(np.all(np.diff(y, 2) >= -CONVEX_TOL * max(rng, 1e-12)))
-    return ok / len(curves) if len(curves) else math.nan
-
-
-def _convex_inside(run: Run) -> tuple[Numbers, str]:
-    inside = series(run, M.MINIMUM_INSIDE)
-    arr = array_or_none(run, M.INTERP_LOSS)
-    if inside is None or arr is None:
-        return _na("walk probe (interp_loss, minimum_inside)")
-    share_inside = float(inside.mean())
-    share_convex = _convex_share(arr[1])
-    numbers = {
-        "curves": len(inside),
-        "share with a minimum inside": share_inside,
-        "share roughly convex": share_convex,
-    }
-    return numbers, _verdict(share_inside >= MOST and share_convex >= MOST)
-
-
-def _early_barriers(run: Run) -> tuple[Numbers, str]:
-    df = run.scalars[run.scalars.name == M.BARRIER]
-    if df.empty:
-        return _na("walk probe (barrier)")
-    first = int(df.epoch.min())
-    ep = df[df.epoch == first]
-    barriers, steps = int(ep.value.sum()), len(ep)
-    numbers = {
-        "epoch (first walked)": first + 1,
-        "barriers": barriers,
-        "walk steps": steps,
-        "share": barriers / steps,
-    }
-    return numbers, _verdict(barriers <= EARLY_BARRIER_SHARE * steps)
-
-
-def _height_vs_lr(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    return _trend_rule(frame, keys, "mean_height", {LR_KEY: +1})
-
-
-def _cos_vs_s(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    return _trend_rule(frame, keys, "mean_grad_cosine", {BATCH_KEY: -1})
-
-
-def _distance_vs_s(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    return _trend_rule(frame, keys, "final_distance", {BATCH_KEY: -1})
-
-
-def _cos_vs_lr(sweep: Any) -> tuple[Numbers, str]:
-    frame, keys = _sgd_frame(sweep)
-    tr = trend(frame, LR_KEY, "mean_grad_cosine", keys)
-    if tr is None:
-        return _na("a sweep over η with grad_cosine measured")
-    numbers = {
-        "mean range of mean cos across η": round(tr.spread, 4),
-        "ρ(η, cos)": tr.rho,
-        "groups over η": tr.groups,
-    }
-    return numbers, _verdict(tr.spread <= COS_LR_MAX_SPREAD)
-
-
-def _gd_cosine(run: Run) -> tuple[Numbers, str]:
-    if not is_gd(run):
-        return _na("a full-batch GD run (train.batch_size=full, optim.name=sgd)")
-    cos = series(run, M.GRAD_COSINE)
-    if cos is None:
-        return _na("grad_cosine probe")
-    half = cos[cos.index >= cos.index.max() / 2]
-    med = float(half.median())
-    return {"median cos, second half": med, "steps": len(half)}, _verdict(med <= GD_COSINE_MAX)
-
-
-def _noisy_gd(sweep: Any) -> tuple[Numbers, str]:
-    runs = list(sweep.runs)
-    gd = [summarize_run(r) for r in runs if is_gd(r)]
-    noisy = [summarize_run(r) for r in runs if optim_name(r) == "noisy_gd"]
-    if not gd or not noisy:
-        return _na("a GD run and a GD + isotropic noise run (optim.name=noisy_gd)")
-
-    def avg(ms: list[dict[str, float]], key: str) -> float:
-        v = [m[key] for m in ms if math.isfinite(m[key])]
-        return float(np.mean(v)) if v else math.nan
-
-    acc_key = "final_test_acc" if math.isfinite(avg(gd, "final_test_acc")) else "final_val_acc"
-    numbers = {}
-    for label, key in (
-        ("train loss", "final_train_loss"),
-        ("accuracy", acc_key),
-        ("‖θ‖", "final_param_norm"),
-    ):
-        numbers[f"GD {label}"] = avg(gd, key)
-        numbers[f"noisy {label}"] = avg(noisy, key)
-    if any(not math.isfinite(v) for v in numbers.values()):
-        return _na("final train_loss, accuracy and param_norm in both runs")
-    ok = (
-        numbers["noisy train loss"] > numbers["GD train loss"]
-        and numbers["noisy accuracy"] < numbers["GD accuracy"]
-        and numbers["noisy ‖θ‖"] > numbers["GD ‖θ‖"]
-    )
-    numbers["accuracy split"] = acc_key.removeprefix("final_").removesuffix("_acc")
-    return numbers, _verdict(ok)
-
-
-# --------------------------------------------------------------------------- the rules
 RULES: tuple[Rule, ...] = (
     Rule(
         "A.lambda_peak",
         "A",
         "λ₁ rises fast early in training, peaks, then stabilises or decays.",
-        f"max λ₁ over the measurements in the first {EARLY_FRACTION:.0%} of steps ≥ "
-        f"{LAMBDA_RISE}× λ₁ at the first measurement, and no later λ₁ exceeds "
-        f"{LAMBDA_LATE_GROWTH}× that early maximum.",
-        "run",
+        f"Per plain-SGD run: (1) mean λ₁ over the first {EARLY_FRACTION:.0%} of steps (after the "
+        f"first measurement) / λ₁ at the first measurement ≥ {LAMBDA_RISE:g} (geometric mean over "
+        f"runs, one-sided t of the log, p ≤ 0.05); (2) mean λ₁ later / mean early < "
+        f"{LAMBDA_LATE_GROWTH:g} "
+        f"(one-sided t, H0: ≥ {LAMBDA_LATE_GROWTH:g}); ≥ {MIN_RUNS} runs.",
+        "sweep",
+        f"plain-SGD runs with the sharpness probe (≥ {MIN_LAMBDA_POINTS} λ₁ values), ≥ "
+        f"{MIN_RUNS} runs",
         _lambda_peak,
     ),
     Rule(
         "A.peak_lower",
         "A",
         "The λ₁ peak is lower for larger η and for smaller S.",
-        "Across plain-SGD runs (seeds averaged, other grid values fixed): Spearman ρ(η, peak "
-        "λ₁) < 0 when η varies and ρ(S, peak λ₁) > 0 when S varies (full batch ranks largest).",
+        "Across plain-SGD runs, per seed (other grid values fixed) the OLS slope of ln peak λ₁ "
+        f"on ln η ≤ {PEAK_LR_SLOPE:g}, and on the rank of S (full batch last) ≥ "
+        f"{PEAK_BATCH_SLOPE:g}; one-sided t over seeds, p ≤ 0.05, {_SEEDS}.",
         "sweep",
+        "a sweep of plain SGD over optim.lr or train.batch_size with the sharpness probe, "
+        f"{_SEEDS}",
         _peak_lower,
     ),
     Rule(
         "A.peak_earlier",
         "A",
         "The λ₁ peak comes earlier for larger η and for smaller S.",
-        "As A.peak_lower with the step of the peak: ρ(η, peak step) < 0 and ρ(S, peak step) > 0.",
+        "As A.peak_lower with the peak's position (its step / the run's steps): slope on ln η ≤ "
+        f"{PEAK_STEP_LR_SLOPE:g}, on the rank of S ≥ {PEAK_STEP_BATCH_SLOPE:g}; {_SEEDS}.",
         "sweep",
+        "a sweep of plain SGD over optim.lr or train.batch_size with the sharpness probe, "
+        f"{_SEEDS}",
         _peak_earlier,
     ),
     Rule(
@@ -475,119 +341,244 @@ RULES: tuple[Rule, ...] = (
         "A",
         "Mini-batch gradients are far more aligned with the top Hessian eigenvectors than a "
         "random vector.",
-        f"mean over steps of |cos(g_t, e₁)| ≥ {ALIGNMENT_FACTOR:g}× the mean |cos(g_t, r)| for "
-        "a random Gaussian direction r.",
+        "The mean over the top 5 of |cos(g_t, e_i)| (paper A, Fig. 5) against |cos(g_t, r)| for a "
+        "fresh Gaussian r (≈ √(2/(πn))) at the same steps: the ratio of their means per run "
+        f"(per step batch below {RUN_UNITS_FROM} runs) ≥ {ALIGNMENT_FACTOR:g}, one-sided t of "
+        "its log, p ≤ 0.05, with its 90% interval.",
         "run",
+        "the alignment probe with random_baseline (alignment_mean5, alignment_random)",
         _alignment,
     ),
     Rule(
         "A.alpha_test",
         "A",
-        "SGD's step is too large along the sharpest directions: ΔL(0.5) < ΔL(1) and ΔL(2) > 0.",
-        "With u₁ the SGD step projected on e₁ and ΔL(α) = L(θ_t + α u₁) − L(θ_t) averaged over "
-        "steps: ΔL(0.5) < ΔL(1) and ΔL(2) > 0 (k = 5 and random shown for reference).",
+        "SGD's step is too large along the sharpest direction: ΔL(0.5) < ΔL(1) and ΔL(2) > 0.",
+        f"ΔL(α) = L(θ_t + α u₁) − L(θ_t) (top-{ALPHA_TEST_K} subspace): the mean of ΔL(1) − "
+        "ΔL(0.5) > 0 and the mean of ΔL(2) > 0, each one-sided t over runs (step batches below "
+        f"{RUN_UNITS_FROM} runs), p ≤ 0.05.",
         "run",
+        "the step_scale probe with k=1 and α ∈ {0.5, 1, 2}",
         _alpha_test,
     ),
     Rule(
         "A.projected",
         "A",
-        "Top-only SGD finds flatter regions, remove-top SGD sharper ones.",
-        f"final λ₁ (mean over runs): top-only × {PROJECTED_MARGIN} ≤ SGD ≤ remove-top / "
-        f"{PROJECTED_MARGIN} (without SGD runs: top-only × {PROJECTED_MARGIN} ≤ remove-top).",
+        "Top-only SGD finds flatter regions; remove-top SGD finds sharper ones at a similar "
+        "training loss.",
+        f"Final λ₁: top-only / SGD ≤ 1/{PROJECTED_MARGIN:g} and remove-top / SGD ≥ "
+        f"{PROJECTED_MARGIN:g} (ratios of geometric means, one-sided, p ≤ 0.05), and remove-top's "
+        f"final train loss / SGD's inside [1/{PROJECTED_LOSS_RATIO:g}, {PROJECTED_LOSS_RATIO:g}] "
+        f"(TOST); paired by seed; ≥ {MIN_RUNS} runs per group.",
         "sweep",
+        "top-only and remove-top runs (optim.name=projected_sgd) and plain SGD, ≥ 3 seeds each",
         _projected,
     ),
     Rule(
-        "A.nsgd",
+        "A.nsgd_sharper",
         "A",
         "Nudged-SGD with γ < 1 ends an order of magnitude sharper, with similar test accuracy.",
-        f"for the smallest γ < 1: final λ₁ ≥ {NSGD_SHARPER:g}× the mean final λ₁ of the γ = 1 / "
-        f"SGD runs, and test accuracy (else val) within {NSGD_ACC_TOL:.0%} (absolute).",
+        f"For each γ < 1: final ‖H‖₂ (and ‖H‖_F when measured) / the γ = 1 (else SGD) baseline ≥ "
+        f"{NSGD_FACTOR:g} (ratio of geometric means, one-sided, p ≤ 0.05; the paper's factor "
+        f"shown beside), and final test accuracy (else val) within ±{NSGD_ACC_TOL:g} of the "
+        f"baseline (TOST); paired by seed; ≥ {MIN_RUNS} runs per group.",
         "sweep",
-        _nsgd,
+        "NSGD runs with γ < 1 and a γ = 1 or plain-SGD baseline, ≥ 3 seeds each",
+        _nsgd_sharper,
+    ),
+    Rule(
+        "A.nsgd_flatter",
+        "A",
+        "Nudged-SGD with γ > 1 ends flatter.",
+        f"For each γ > 1: final ‖H‖₂ (and ‖H‖_F) / the baseline ≤ 1/{NSGD_FACTOR:g}, one-sided, "
+        "p ≤ 0.05; paired by seed.",
+        "sweep",
+        "NSGD runs with γ > 1 and a γ = 1 or plain-SGD baseline, ≥ 3 seeds each",
+        _nsgd_flatter,
+    ),
+    Rule(
+        "A.nsgd_control",
+        "A",
+        "Rescaling a random subspace instead of the top one has no such effect.",
+        "For each random-subspace γ: final ‖H‖₂ / the baseline inside "
+        f"[1/{NSGD_CONTROL_BAND:g}, {NSGD_CONTROL_BAND:g}] (TOST, p ≤ 0.05); paired by seed.",
+        "sweep",
+        "NSGD runs with optim.options.subspace=random and a baseline, ≥ 3 seeds each",
+        _nsgd_control,
     ),
     Rule(
         "B.convex_inside",
         "B",
         "The loss interpolated between consecutive iterates is roughly convex, with a minimum "
         "in between, for most of training.",
-        f"≥ {MOST:.0%} of interpolation curves have their minimum strictly inside (0 < α* < 1), "
-        f"and ≥ {MOST:.0%} are roughly convex (every second difference ≥ −{CONVEX_TOL:.0%} of "
-        "the curve's range).",
+        "Per curve one joint test: the minimum strictly inside (0 < α* < 1) and every second "
+        f"difference ≥ −{CONVEX_TOL:.0%} of the curve's range. In every walked epoch (thirds of "
+        f"the walked steps when epochs hold < {MIN_CURVES}), the share of such curves > "
+        f"{MOST:g} (exact binomial and cluster t over runs, the larger p ≤ 0.05).",
         "run",
+        "the walk probe (interp_loss)",
         _convex_inside,
     ),
     Rule(
         "B.early_barriers",
         "B",
         "Almost no barriers are crossed early in training.",
-        f"in the first epoch with walk measurements, barriers ≤ {EARLY_BARRIER_SHARE:.0%} of "
-        "the walk steps.",
+        "In the first walked epoch of every run, the share of steps crossing a barrier < "
+        f"{EARLY_BARRIER_SHARE:.0%} (exact one-sided binomial per run, p ≤ 0.05, every run must "
+        f"pass); ≥ {MIN_RUNS} runs.",
         "run",
+        "the walk probe (barrier)",
         _early_barriers,
+    ),
+    Rule(
+        "B.barriers_later",
+        "B",
+        "More barriers are crossed later in training (paper B, Table 1: 0, 0, 5, 13 for VGG-11).",
+        "Per run, share of barrier steps in the last walked epoch − in the first > 0, one-sided "
+        f"t over runs, p ≤ 0.05; ≥ {MIN_RUNS} runs.",
+        "sweep",
+        "the walk probe in ≥ 2 epochs",
+        _barriers_later,
     ),
     Rule(
         "B.height_vs_lr",
         "B",
         "A larger learning rate keeps SGD higher above the valley floor.",
-        "Across plain-SGD runs: Spearman ρ(η, mean height) > 0 (other grid values fixed, seeds "
-        "averaged).",
+        "At each walked epoch (not pooled): per seed the OLS slope of ln mean height on ln η ≥ "
+        f"{HEIGHT_LR_SLOPE:g}, one-sided t over seeds, p ≤ 0.05, {_SEEDS}; every epoch must pass.",
         "sweep",
+        f"a sweep of plain SGD over optim.lr with the walk probe, {_SEEDS}",
         _height_vs_lr,
+    ),
+    Rule(
+        "B.height_decreases",
+        "B",
+        "The height above the valley floor decreases as training progresses (Table 2).",
+        "Per run, mean height in the last walked epoch / in the first ≤ "
+        f"{HEIGHT_DECAY:g} (one-sided t of the log over runs, p ≤ 0.05); ≥ {MIN_RUNS} runs.",
+        "sweep",
+        "the walk probe in ≥ 2 epochs, ≥ 3 runs",
+        _height_decreases,
     ),
     Rule(
         "B.cos_vs_batch",
         "B",
         "A larger batch size makes cos(g_t, g_{t+1}) more negative.",
-        "Across plain-SGD runs: Spearman ρ(S, mean cos(g_t, g_{t+1})) < 0 (full batch ranks "
-        "largest).",
+        "Across plain-SGD runs, per seed the OLS slope of the mean cos on the rank of S (full "
+        f"batch last) ≤ {COS_BATCH_SLOPE:g}, one-sided t over seeds, p ≤ 0.05, {_SEEDS}.",
         "sweep",
-        _cos_vs_s,
+        f"a sweep of plain SGD over train.batch_size with grad_cosine, {_SEEDS}",
+        _cos_vs_batch,
     ),
     Rule(
         "B.distance_vs_batch",
         "B",
         "A larger batch size gives a smaller distance from initialisation.",
-        "Across plain-SGD runs: Spearman ρ(S, final ‖θ − θ₀‖) < 0.",
+        "Across plain-SGD runs, ‖θ − θ₀‖ at the last step every run of the seed reached: per "
+        f"seed the OLS slope of its log on the rank of S ≤ {DISTANCE_BATCH_SLOPE:g}, one-sided t "
+        f"over seeds, p ≤ 0.05, {_SEEDS}.",
         "sweep",
-        _distance_vs_s,
+        f"a sweep of plain SGD over train.batch_size with the distance probe, {_SEEDS}",
+        _distance_vs_batch,
     ),
     Rule(
         "B.cos_vs_lr",
         "B",
         "The learning rate barely changes cos(g_t, g_{t+1}).",
-        f"Across plain-SGD runs with S fixed: the mean cos varies by ≤ {COS_LR_MAX_SPREAD:g} "
-        "(max − min) across η.",
+        "Across plain-SGD runs, per seed the OLS slope of the mean cos on ln η inside "
+        f"±{COS_LR_MAX_SLOPE:g} (TOST over seeds, p ≤ 0.05), {_SEEDS}.",
         "sweep",
+        f"a sweep of plain SGD over optim.lr with grad_cosine, {_SEEDS}",
         _cos_vs_lr,
     ),
     Rule(
         "B.gd_cosine",
         "B",
         "For full-batch GD, cos(g_t, g_{t+1}) is near −1.",
-        f"median cos(g_t, g_{{t+1}}) over the second half of a GD run ≤ {GD_COSINE_MAX:g}.",
+        f"Mean cos(g_t, g_{{t+1}}) over the second half of each GD run < {GD_COSINE_MAX:g} "
+        f"(one-sided t over runs, or over step batches below {RUN_UNITS_FROM} runs, p ≤ 0.05).",
         "run",
+        "a full-batch GD run (train.batch_size=full, optim.name=sgd) with grad_cosine",
         _gd_cosine,
     ),
     Rule(
         "B.noisy_gd",
         "B",
-        "GD plus isotropic noise optimises and generalises worse than GD, with a larger "
-        "parameter norm.",
-        "final train loss of the noisy runs > GD's, final test (else val) accuracy < GD's, and "
-        "final ‖θ‖ > GD's (means over runs).",
+        "GD plus isotropic noise optimises and generalises worse than GD, travels further and "
+        "ends with a larger parameter norm.",
+        "For each noise level c, against GD at the same η (paired by seed): final train loss "
+        f"ratio ≥ {NOISY_LOSS_RATIO:g}, final accuracy lower, ‖θ − θ₀‖ ratio ≥ "
+        f"{NOISY_DISTANCE_RATIO:g}, ‖θ‖ ratio > 1; each one-sided, p ≤ 0.05; ≥ {MIN_RUNS} runs "
+        "per group; every level must pass.",
         "sweep",
+        "GD runs and GD + isotropic noise runs (optim.name=noisy_gd), ≥ 3 seeds each",
         _noisy_gd,
+    ),
+    Rule(
+        "B.spectral_norm",
+        "B",
+        "The spectral norm of the Hessian reduces as training progresses, but rises again "
+        "towards the end.",
+        "‖H‖₂ = max(|λ₁|, |λ_min|) per run (at least "
+        f"{MIN_SPECTRAL_POINTS} measurements), means over windows of {SPECTRAL_WINDOW:.0%} of "
+        f"the measurements: (window before the last) / (first) ≤ {SPECTRAL_DECLINE:g} and (last) "
+        f"/ (window before it) ≥ {SPECTRAL_RISE:g}; one-sided t of the logs over runs, p ≤ 0.05, "
+        f"≥ {MIN_RUNS} runs.",
+        "sweep",
+        "plain-SGD runs with the sharpness probe's spectral_norm (option lambda_min)",
+        _spectral_norm,
+    ),
+    Rule(
+        "B.schedules",
+        "B",
+        "Schedules that raise the learning rate during training (cyclical, trapezoid) do as "
+        "well as or better than step-wise annealing, and one cycle does as well as many "
+        "(Appendix C).",
+        "Final test (else val) accuracy, paired by seed: trapezoid − step-wise, cyclical − "
+        f"step-wise and trapezoid − cyclical each > −{SCHEDULE_MARGIN:g} (non-inferiority, "
+        f"one-sided t, p ≤ 0.05); ≥ {MIN_RUNS} seeds per schedule.",
+        "sweep",
+        "plain-SGD runs with schedule.name step_decay and cyclical or trapezoid, ≥ 3 seeds each",
+        _schedules,
     ),
 )
 
 
-def judge(target: Any) -> list[Finding]:
-    """Every rule's verdict on a run, a sweep, or a run / sweep directory path."""
-    if isinstance(target, (str, Path)):
-        target = open_target(target)
-    return [rule.evaluate(target) for rule in RULES]
+def judge(target: Any, *, min_runs: int = MIN_RUNS) -> list[Finding]:
+    """Every rule's verdict on a run, a sweep, or a run / sweep directory path.
+
+    Args:
+        target: a :class:`Run`, a sweep object, a list of runs, or a directory.
+        min_runs: fewest valid runs for tests whose units are runs (a per-seed view of a sweep
+            passes 1: one seed's runs are then judged on their own, trends need seeds anyway).
+    """
+    t = _as_target(target, min_runs)
+    return [rule.evaluate(t) for rule in RULES]
+
+
+def judge_per_seed(target: Any) -> dict[Any, list[Finding]]:
+    """The verdicts on each seed's runs alone (seed → findings), for a sweep over seeds.
+
+    One seed cannot show a trend across seeds: those findings say "insufficient evidence" here,
+    with the seed's own estimate as the effect; per-run claims are judged on the seed's runs
+    (step batches below three runs)."""
+    t = _as_target(target)
+    frame = t.frame
+    if frame.empty or SEED_KEY not in frame:
+        return {}
+    out: dict[Any, list[Finding]] = {}
+    for seed in sorted(frame[SEED_KEY].dropna().unique(), key=repr):
+        runs = [r for r, s in zip(t.runs, frame[SEED_KEY], strict=True) if s == seed]
+        sub = FolderSweep(Path(getattr(t.sweep, "path", ".")), runs, list(t.keys))
+        out[seed] = judge(sub, min_runs=1)
+    return out
+
+
+_TITLES = {
+    "A": "Paper A — sharpest directions (Jastrzębski et al. 2019)",
+    "B": "Paper B — a walk with SGD (Xing et al. 2018)",
+}
+
+_MARKS = {REPRODUCED: "✓", NOT_REPRODUCED: "✗", INSUFFICIENT: "?", NOT_APPLICABLE: "·"}
 
 
 def format_number(v: Any) -> str:
@@ -598,29 +589,34 @@ def format_number(v: Any) -> str:
     return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
 
 
-def numbers_text(numbers: Numbers) -> str:
+def numbers_text(numbers: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {format_number(v)}" for k, v in numbers.items())
 
 
-def findings_text(findings: list[Finding], *, include_na: bool = True) -> str:
-    """A short plain-text summary of the verdicts, grouped by paper."""
-    titles = {
-        "A": "Paper A — sharpest directions (Jastrzębski et al. 2019)",
-        "B": "Paper B — a walk with SGD (Xing et al. 2018)",
-    }
-    marks = {REPRODUCED: "✓", NOT_REPRODUCED: "✗", NOT_APPLICABLE: "·"}
-    lines = []
+def verdict_counts(findings: Sequence[Finding]) -> str:
     counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def findings_text(findings: list[Finding], *, include_na: bool = True, detail: bool = True) -> str:
+    """A plain-text summary of the verdicts grouped by paper: per finding its verdict and
+    statement, and (``detail``) each part's claim, statistic, effect, uncertainty, threshold."""
+    lines = []
     for paper in sorted({f.paper for f in findings}):
-        lines.append(titles.get(paper, f"Paper {paper}"))
+        lines.append(_TITLES.get(paper, f"Paper {paper}"))
         for f in findings:
             if f.paper != paper or (not include_na and not f.applicable):
                 continue
-            lines.append(f"  {marks[f.verdict]} {f.verdict:<15} {f.statement}")
-            if f.applicable:
-                lines.append(f"      {numbers_text(f.numbers)}")
-    lines.append(
-        f"{counts[REPRODUCED]} reproduced, {counts[NOT_REPRODUCED]} not reproduced, "
-        f"{counts[NOT_APPLICABLE]} not applicable"
-    )
+            lines.append(f"  {_MARKS[f.verdict]} {f.verdict:<21} {f.id}: {f.statement}")
+            if f.needs:
+                lines.append(f"      needs: {f.needs}")
+            if not detail:
+                continue
+            for p in f.parts:
+                lines.append(f"      {_MARKS[p.verdict]} {p.claim} — {p.verdict}")
+                fields = p.fields()
+                for k in ("statistic", "effect", "uncertainty", "threshold", "needs", "excluded"):
+                    if k in fields:
+                        lines.append(f"          {k}: {fields[k]}")
+    lines.append(verdict_counts(findings))
     return "\n".join(lines)

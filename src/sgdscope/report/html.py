@@ -18,10 +18,23 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
+from ..recipes import Published
 from ..store import Run
 from ._data import grid_keys, is_sweep, open_target, run_label, sweep_frame
+from ._evidence import Evidence
+from ._published import compare, recipe_of
 from .figures import RUN_FIGURES, RUN_TABLES, SWEEP_FIGURES
-from .findings import NOT_APPLICABLE, REPRODUCED, VERDICTS, Finding, format_number, judge
+from .findings import (
+    INSUFFICIENT,
+    NOT_APPLICABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Finding,
+    format_number,
+    judge,
+    judge_per_seed,
+    verdict_counts,
+)
 from .style import save_figure
 from .tables import SWEEP_TABLES
 
@@ -102,25 +115,109 @@ def _config_html(config: dict[str, Any]) -> str:
     return f"<pre>{_esc(text)}</pre>"
 
 
+_CLASS = {REPRODUCED: "ok", NOT_REPRODUCED: "bad", INSUFFICIENT: "ins", NOT_APPLICABLE: "na"}
+_PART_COLUMNS = ("claim", "statistic", "effect", "uncertainty", "threshold", "verdict")
+
+
+def _verdict_html(verdict: str) -> str:
+    return f'<span class="verdict {_CLASS[verdict]}">{_esc(verdict)}</span>'
+
+
+def _part_html(p: Evidence) -> str:
+    f = p.fields()
+    cells = "".join(
+        f"<td>{_verdict_html(p.verdict) if k == 'verdict' else _esc(f[k])}</td>"
+        for k in _PART_COLUMNS
+    )
+    extra = "".join(
+        f"<div class='{k}'>{_esc(k)}: {_esc(f[k])}</div>" for k in ("needs", "excluded") if k in f
+    )
+    if extra:
+        cells = cells[: -len("</td>")] + extra + "</td>"
+    return f'<tr class="{_CLASS[p.verdict]}">{cells}</tr>'
+
+
 def _findings_html(findings: list[Finding]) -> str:
-    rows = []
+    """Per finding: its verdict, the paper's claim and the rule; under it one row per tested part
+    with the five things a reader needs (claim, statistic, effect, uncertainty, threshold)."""
+    blocks, na = [], []
+    head = "".join(f"<th>{c}</th>" for c in _PART_COLUMNS)
     for f in findings:
-        cls = {REPRODUCED: "ok", NOT_APPLICABLE: "na"}.get(f.verdict, "bad")
-        numbers = "".join(
-            f"<li>{_esc(k)} = {_esc(format_number(v))}</li>" for k, v in f.numbers.items()
+        if f.verdict == NOT_APPLICABLE and not f.parts:
+            na.append(
+                f'<li id="finding-{_esc(f.id)}"><code>{_esc(f.id)}</code> {_esc(f.statement)} '
+                f"<span class='needs'>needs: {_esc(f.needs)}</span><div class='rule'>Rule: "
+                f"{_esc(f.rule)}</div></li>"
+            )
+            continue
+        parts = "".join(_part_html(p) for p in f.parts)
+        table = (
+            f"<table class='parts'><thead><tr>{head}</tr></thead><tbody>{parts}</tbody></table>"
+            if parts
+            else ""
         )
-        rows.append(
-            f'<tr class="{cls}"><td>{_esc(f.paper)}</td>'
-            f"<td><b>{_esc(f.statement)}</b><div class='rule'>Rule: {_esc(f.rule)}</div></td>"
-            f"<td><ul>{numbers}</ul></td>"
-            f'<td><span class="verdict {cls}">{_esc(f.verdict)}</span></td></tr>'
+        needs = f"<div class='needs'>needs: {_esc(f.needs)}</div>" if f.needs else ""
+        blocks.append(
+            f'<div class="finding {_CLASS[f.verdict]}" id="finding-{_esc(f.id)}">'
+            f"<h4>{_verdict_html(f.verdict)} <code>{_esc(f.id)}</code> (paper {_esc(f.paper)}) "
+            f"{_esc(f.statement)}</h4><div class='rule'>Rule: {_esc(f.rule)}</div>{needs}"
+            f"{table}</div>"
         )
-    counts = {v: sum(f.verdict == v for f in findings) for v in VERDICTS}
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return (
-        f"<p>{_esc(summary)}. Thresholds are constants in <code>sgdscope.report.findings</code>."
-        "</p><table class='findings'><thead><tr><th>paper</th><th>finding and rule</th>"
-        "<th>numbers</th><th>verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        f"<p>{_esc(verdict_counts(findings))}. Each part: one-sided p ≤ α = 0.05 and the "
+        "minimum effect (equivalence: the 90% interval inside its bounds); a finding is "
+        "reproduced when every part is. Diverged and failed runs are excluded and listed. "
+        "Thresholds are constants in <code>sgdscope.report.findings</code>.</p>"
+        + "".join(blocks)
+        + (
+            f"<details class='na'><summary>{len(na)} not applicable to these runs (what each "
+            f"needs)</summary><ul>{''.join(na)}</ul></details>"
+            if na
+            else ""
+        )
+    )
+
+
+def _per_seed_html(per_seed: dict[Any, list[Finding]], overall: list[Finding]) -> str:
+    """One row per finding: the verdict on each seed's runs alone, and overall."""
+    seeds = list(per_seed)
+    head = "".join(f"<th>seed {_esc(s)}</th>" for s in seeds)
+    rows = []
+    for i, f in enumerate(overall):
+        if all(x.verdict == NOT_APPLICABLE for x in [f, *(per_seed[s][i] for s in seeds)]):
+            continue
+        cells = "".join(f"<td>{_verdict_html(per_seed[s][i].verdict)}</td>" for s in seeds)
+        rows.append(
+            f"<tr><td><code>{_esc(f.id)}</code></td>{cells}<td>{_verdict_html(f.verdict)}</td></tr>"
+        )
+    return (
+        "<p>Each seed's runs judged alone (a trend across seeds needs several seeds, so one seed "
+        "gives insufficient evidence for it), and all seeds together; findings not applicable "
+        "to these runs are left out.</p>"
+        f"<table class='seeds'><thead><tr><th>finding</th>{head}<th>overall</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _published_html(runs: list[Run], published: Published) -> str:
+    """paper | ours | ratio for each number the recipe quotes from the paper."""
+    table = compare(runs, published)
+    rows = []
+    for r in table.itertuples(index=False):
+        ours = format_number(float(r.ours)) if r.runs else "–"
+        if r.runs > 1:
+            ours += f" ± {format_number(float(r.sd))}"
+        rows.append(
+            f"<tr><td>{_esc(r.label)}</td><td>{_esc(r.metric)}</td>"
+            f"<td>{_esc(format_number(float(r.paper)))}</td><td>{_esc(ours)}</td>"
+            f"<td>{r.runs}</td><td>{_esc(format_number(float(r.ratio)))}</td>"
+            f"<td>{_esc(r.status)}</td></tr>"
+        )
+    return (
+        f"<p>Source: {_esc(published.source)}. “ours”: mean ± sd over the valid runs the row "
+        "selects (seeds); ratio = ours / paper.</p><table class='published'><thead><tr>"
+        "<th>paper's cell</th><th>metric</th><th>paper</th><th>ours</th><th>runs</th>"
+        f"<th>ratio</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -140,12 +237,16 @@ def _status(run: Run) -> dict[str, Any]:
     return {"run": run.name, **info}
 
 
-def _run_page(run: Run, out_dir: Path) -> _Page:
+def _run_page(run: Run, out_dir: Path, published: Published | None) -> _Page:
     page = _Page(f"sgdscope report — {run.name}")
     figs_dir = out_dir / FIGURES_DIR
     findings = judge(run)
     page.sections.append(_section("Run", _kv_table(_status(run)), "run"))
     page.sections.append(_section("Findings", _findings_html(findings), "findings"))
+    if published is not None:
+        page.sections.append(
+            _section("The paper's numbers beside ours", _published_html([run], published), "paper")
+        )
     figs = _run_figures(run, figs_dir, page)
     page.sections.append(_section("Figures", figs or ["<p>No figure data.</p>"], "figures"))
     tables = _run_tables(run)
@@ -163,7 +264,7 @@ def _summary_frame(sweep: Any) -> pd.DataFrame:
     return sweep_frame(sweep)
 
 
-def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool) -> _Page:
+def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool, published: Published | None) -> _Page:
     path = Path(sweep.path)
     page = _Page(f"sgdscope sweep report — {path.name}")
     figs_dir = out_dir / FIGURES_DIR
@@ -177,7 +278,17 @@ def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool) -> _Page:
         **{f"status {k}": v for k, v in statuses.items()},
     }
     page.sections.append(_section("Sweep", _kv_table(info), "sweep"))
-    page.sections.append(_section("Findings", _findings_html(judge(sweep)), "findings"))
+    findings = judge(sweep)
+    page.sections.append(_section("Findings", _findings_html(findings), "findings"))
+    per_seed = judge_per_seed(sweep)
+    if len(per_seed) > 1:
+        page.sections.append(
+            _section("Verdicts per seed", _per_seed_html(per_seed, findings), "seeds")
+        )
+    if published is not None:
+        page.sections.append(
+            _section("The paper's numbers beside ours", _published_html(runs, published), "paper")
+        )
     figs = []
     for name, fn in SWEEP_FIGURES.items():
         fig = fn(sweep)
@@ -223,10 +334,13 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.files{color:#999}
 table{border-collapse:collapse;font-size:.85em}td,th{padding:.25em .6em;text-align:left;
 vertical-align:top;border-bottom:1px solid #eee}table.data td{text-align:right}
-table.findings td ul{margin:0;padding-left:1.1em}.rule{color:#555;font-size:.9em;margin-top:.2em}
+.finding{margin:1em 0 1.4em}.finding h4{margin:.2em 0;font-weight:500}
+.rule,.needs,.excluded{color:#555;font-size:.9em;margin-top:.2em}
+table.parts{margin-top:.4em;width:100%}table.parts td{font-size:.95em}
 .verdict{padding:.1em .5em;border-radius:.7em;white-space:nowrap;font-weight:600}
 .verdict.ok{background:#d7f2df;color:#11632c}.verdict.bad{background:#fadcd6;color:#8a2311}
-.verdict.na{background:#eee;color:#666}tr.na{color:#888}
+.verdict.ins{background:#fdf0c9;color:#6b5200}
+.verdict.na{background:#eee;color:#666}tr.na,.finding.na{color:#888}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
 details.run{margin:.6em 0}details summary{cursor:pointer}nav a{margin-right:1em}
 """
@@ -246,14 +360,17 @@ window.addEventListener("load", function () {
 
 
 def _render(page: _Page) -> str:
+    body = "\n".join(page.sections)
     nav = " ".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (
             ("findings", "Findings"),
+            ("paper", "Paper vs ours"),
             ("figures", "Figures"),
             ("config", "Config"),
             ("versions", "Versions"),
         )
+        if f'id="{a}"' in body
     )
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
     from .._version import __version__
@@ -263,7 +380,7 @@ def _render(page: _Page) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_esc(page.title)}</title><style>{_CSS}</style></head>\n<body>"
         f"<h1>{_esc(page.title)}</h1><nav>{nav}</nav>\n"
-        + "\n".join(page.sections)
+        + body
         + f"\n<footer><p style='color:#999;font-size:.8em'>sgdscope {_esc(__version__)}, "
         f"written {_esc(stamp)}</p></footer>"
         f"<script>{_SCRIPT}</script></body></html>\n"
@@ -275,7 +392,11 @@ MAX_RUNS_WITH_FIGURES = 16
 
 
 def write_report(
-    path: str | Path, out: str | Path | None = None, *, run_figures: bool | None = None
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    run_figures: bool | None = None,
+    published: Published | None = None,
 ) -> Path:
     """Write ``report.html`` (self-contained) and ``figures/`` for a run or sweep directory.
 
@@ -285,6 +406,8 @@ def write_report(
             ``figures/`` folder goes beside it).
         run_figures: for a sweep, also draw every run's own figures (default: when the sweep
             has at most ``MAX_RUNS_WITH_FIGURES`` runs).
+        published: the paper's numbers to print beside ours (default: the ``published:``
+            section of the packaged recipe the runs came from, if any).
 
     Returns:
         The path of the HTML page.
@@ -300,12 +423,16 @@ def write_report(
     else:
         out_dir, html_file = out_path, out_path / REPORT_FILE
     out_dir.mkdir(parents=True, exist_ok=True)
+    runs = list(target.runs) if is_sweep(target) else [target]
+    if published is None:
+        recipe = recipe_of(runs)
+        published = recipe.published if recipe is not None else None
     if is_sweep(target):
         if run_figures is None:
             run_figures = len(target.runs) <= MAX_RUNS_WITH_FIGURES
-        page = _sweep_page(target, out_dir, run_figures)
+        page = _sweep_page(target, out_dir, run_figures, published)
     else:
-        page = _run_page(target, out_dir)
+        page = _run_page(target, out_dir, published)
     tmp = html_file.with_name(html_file.name + ".tmp")
     tmp.write_text(_render(page), encoding="utf-8")
     tmp.replace(html_file)  # atomic: a reader never sees half a page

@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
         "errors",
         "_registry",
         "_batching",
+        "_distributed",
         "_state",
         "_defaults",
         "metrics",
@@ -46,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"errors", "_registry", "metrics", "config"},
     "train": {
         "errors",
+        "_distributed",
         "_state",
         "_version",
         "_defaults",

@@ -63,7 +63,7 @@ import torch
 from ._batching import num_rows, resolve_reduction, slice_batch, tensors_of
 from .errors import DistributedError, InvalidArgumentError
 
-__all__ = ["AUTO", "Shard", "resolve_group", "shard"]
+__all__ = ["AUTO", "Shard", "add_over_shards", "gather_rows", "resolve_group", "shard"]
 
 AUTO = "auto"
 T = TypeVar("T")
@@ -317,6 +317,50 @@ def fingerprint(batches: Iterable[Any]) -> list[float]:
 def replicated(prints: Sequence[Any]) -> bool:
     """Whether every rank reported the same data fingerprint."""
     return all(p == prints[0] for p in prints[1:])
+
+
+def add_over_shards(group: Any, values: torch.Tensor, prints: Fingerprint) -> torch.Tensor:
+    """``values`` (sums over this rank's data) added over the ranks whose data are shards; as
+    they are in one process or when every rank holds the same data (same ``prints``)."""
+    sh = resolve_group(group)
+    if sh is None or replicated(sh.gather_objects(prints.value())):
+        return values
+    return sh.all_reduce(values)
+
+
+def gather_rows(
+    group: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pick: Callable[[int], torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``pick(N)`` of the union of every rank's rows (rank order), on every rank.
+
+    ``pick(N)`` gets the number of rows of the union and returns sorted row indices into it, or
+    None for all rows. One process (or replicated data): the rows of ``x``, ``y`` themselves.
+    For small selections (a probe's sample of a few hundred examples): the rows travel pickled.
+    """
+    sh = resolve_group(group)
+    prints = Fingerprint()
+    prints.add((x, y))
+    reports = None if sh is None else sh.gather_objects((len(y), prints.value()))
+    if sh is None or reports is None or replicated([r[1] for r in reports]):
+        idx = pick(len(y))
+        return (x, y) if idx is None else (x[idx.to(x.device)], y[idx.to(y.device)])
+    sizes = [int(r[0]) for r in reports]
+    offset = sum(sizes[: sh.rank])
+    idx = pick(sum(sizes))
+    if idx is None:
+        local = torch.arange(len(y))
+    else:
+        inside = (idx >= offset) & (idx < offset + len(y))
+        local = idx[inside] - offset
+    rows = (x[local.to(x.device)].cpu(), y[local.to(y.device)].cpu())
+    parts = sh.gather_objects(rows)
+    return (
+        torch.cat([p[0] for p in parts]).to(x.device),
+        torch.cat([p[1] for p in parts]).to(y.device),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

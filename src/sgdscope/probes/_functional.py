@@ -18,6 +18,7 @@ from torch import nn
 
 from .._batching import batch_len, iter_batches
 from .._defaults import DEFAULT_BN_MODE
+from .._distributed import AUTO, Fingerprint, add_over_shards
 from .._state import has_batchnorm, preserved_state, set_bn_mode
 from ..errors import ConfigError, InvalidArgumentError
 from ..landscape import evaluate_points
@@ -53,18 +54,23 @@ def grad_at(
     *,
     bn_mode: str = DEFAULT_BN_MODE,
     batch_size: int | None = None,
+    group: Any = AUTO,
 ) -> torch.Tensor:
     """Gradient of the mean loss over ``data`` at flat parameters ``theta`` (n,), shape (n,).
 
     The mean is weighted by batch size (so it does not depend on how data is batched, except for
     BatchNorm in train mode). The model's parameters, buffers, flags and RNG are left unchanged.
+    Under ``torch.distributed`` (``group``, see :mod:`sgdscope._distributed`) ``data`` is this
+    rank's shard and the gradient is over every rank's data.
     """
     total = torch.zeros_like(theta)
     count = 0
+    prints = Fingerprint()
     with preserved_state(model):
         set_bn_mode(model, bn_mode)
         buffers = dict(model.named_buffers())
         for x, y in iter_batches(data, batch_size):
+            prints.add((x, y))
             th = theta.detach().clone().requires_grad_(True)
             out = torch.func.functional_call(model, (unflatten(model, th), buffers), (x,))
             loss = loss_fn(out, y)
@@ -72,6 +78,9 @@ def grad_at(
             m = batch_len(y)
             total += g * m
             count += m
+    # data parallelism: the sums of every rank's shard (one all-reduce)
+    sums = add_over_shards(group, torch.cat([total, total.new_tensor([count])]), prints)
+    total, count = sums[:-1], float(sums[-1])
     if count == 0:
         raise InvalidArgumentError("no data to evaluate the gradient on (empty data)")
     return total / count

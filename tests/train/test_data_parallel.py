@@ -1,0 +1,168 @@
+"""Data-parallel training over two gloo processes (spawned with torchrun's environment variables,
+one thread each) against one process.
+
+A float64 BatchNorm-free MLP trained for 20 steps with a global batch of 31 (parts of 16 and 15
+examples): the trajectory, the probes computed on sharded probe / train data (eigenbasis,
+sharpness, trace, walk, full-batch alignment, noise curvature) and the evaluations equal the
+single-process run to 1e-10 relative (the same float64 terms added in another order; 20 steps
+of SGD do not amplify ulps beyond that here). Only rank 0 writes the run directory. A killed
+rank fails the run with a clear status, and ``--resume`` over two processes finishes it exactly
+like the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sgdscope as ss
+from sgdscope.train.checkpoint import load_checkpoint
+from tests.helpers import tiny_config
+from tests.ranks import run_ranks
+
+RTOL = 1e-10
+
+
+def _config() -> dict:
+    cfg = tiny_config(
+        model__dtype="float64",
+        train__batch_size=31,
+        train__steps=20,
+        train__checkpoint_every=4,
+        eigenbasis={"k": 3, "every": 5, "bn_mode": "eval"},
+    )
+    cfg["probes"] = [
+        {"name": "sharpness", "every": 5, "options": {"trace_samples": 4}},
+        {"name": "alignment", "every": 5, "options": {"k": 3, "full_batch": True}},
+        {"name": "walk", "every": 5, "options": {"num_points": 5}},
+        {"name": "noise_curvature", "every": 10, "options": {"k": 2, "max_samples": 20}},
+        {"name": "grad_norm"},
+    ]
+    return cfg
+
+
+def _train(rank: int, world_size: int, cfg: dict, out: str, resume: bool = False) -> dict:
+    """One rank of a run; records which rank opened the store or wrote a checkpoint."""
+    from sgdscope.store import sqlite_store
+    from sgdscope.train import distributed, trainer
+
+    writes: list[str] = []
+    opened = sqlite_store.MetricsStore.__init__
+    saved = trainer.save_checkpoint
+
+    def record_open(self, path):
+        writes.append(f"store {Path(path).name}")
+        opened(self, path)
+
+    def record_save(directory, state):
+        writes.append("checkpoint")
+        return saved(directory, state)
+
+    sqlite_store.MetricsStore.__init__ = record_open
+    trainer.save_checkpoint = record_save
+    params: list[torch.Tensor] = []
+    fit = distributed.DataParallelTrainer.fit
+
+    def keep_params(self):
+        status = fit(self)
+        params.append(torch.cat([p.detach().reshape(-1) for p in self.parts.model.parameters()]))
+        return status
+
+    distributed.DataParallelTrainer.fit = keep_params
+    run_dir = ss.train.run(cfg, out=out, resume=resume)
+    return {"run_dir": str(run_dir), "writes": writes, "params": params[0]}
+
+
+def _final_params(run_dir) -> torch.Tensor:
+    state = load_checkpoint(Path(run_dir) / "checkpoints")
+    return torch.cat([v.reshape(-1) for v in state["model"].values()])
+
+
+def _f64(v) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.detach().double()
+    return torch.from_numpy(np.array(v, dtype=np.float64))
+
+
+def _rel(a, b) -> float:
+    a, b = _f64(a), _f64(b)
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dp")
+    single = ss.train.run(_config(), out=tmp / "single")
+    ranks = run_ranks(_train, _config(), str(tmp / "two"), init=False)
+    return single, ranks
+
+
+def test_two_process_trajectory_equals_one_process(runs):
+    single, ranks = runs
+    run_dir = Path(ranks[0]["run_dir"])
+    assert ranks[1]["run_dir"] == str(run_dir)
+    one, two = ss.load_run(single), ss.load_run(run_dir)
+    assert one.status == two.status == "finished"
+    a = one.scalars.pivot(index="step", columns="name", values="value")
+    b = two.scalars.pivot(index="step", columns="name", values="value")
+    assert list(a.columns) == list(b.columns) and list(a.index) == list(b.index)
+    for name in a.columns:
+        x, y = a[name].to_numpy(), b[name].to_numpy()
+        both = ~(torch.isnan(torch.tensor(x)) & torch.isnan(torch.tensor(y))).numpy()
+        assert _rel(y[both], x[both]) < RTOL, name
+    # the probes ran: eigenvalues, the walk, the full-batch alignment, noise curvature
+    for name in ("lambda_1", "height", "alignment_full_batch", "noise_overlap", "batch_loss"):
+        assert name in a.columns and a[name].notna().sum() >= 2, name
+    # the parameters: equal on both ranks, and to the single-process run
+    assert torch.equal(ranks[0]["params"], ranks[1]["params"])
+    assert _rel(ranks[0]["params"], _final_params(single)) < RTOL
+    assert _rel(_final_params(run_dir), _final_params(single)) < RTOL
+    assert two.meta["data_parallel"] == {"world_size": 2, "backend": "gloo"}
+
+
+def test_only_rank_0_writes_the_run_directory(runs):
+    _, ranks = runs
+    assert ranks[1]["writes"] == []
+    assert ranks[0]["writes"][0] == "store metrics.sqlite"
+    assert ranks[0]["writes"].count("checkpoint") >= 5  # step 0, every 4 steps, the end
+    run_dir = Path(ranks[0]["run_dir"])
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        ["config.yaml", "meta.yaml", "metrics.sqlite", "metrics.sqlite-wal",
+         "metrics.sqlite-shm", "checkpoints"]
+    ) or {"config.yaml", "meta.yaml", "metrics.sqlite", "checkpoints"} <= {
+        p.name for p in run_dir.iterdir()
+    }  # fmt: skip
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_fails_the_run_clearly_and_resume_finishes_it(runs, tmp_path):
+    single, _ = runs
+    out = tmp_path / "killed"
+    env = {"SGDSCOPE_KILL_AT_STEP": "9", "SGDSCOPE_KILL_RANK": "1"}
+    results = run_ranks(_train, _config(), str(out), init=False, env=env, allow_failure=True)
+    assert results[1] == {"exitcode": -9}  # SIGKILLed itself after step 9
+    assert "error" in results[0]
+    assert "ss.DistributedError" in f"ss.{type(results[0]['exception']).__name__}"
+    run = ss.load_run(out)
+    assert run.status == "failed"
+    error = run.info["error"]
+    assert "stopped at step 10" in error and "peer rank died" in error and "--resume" in error
+    assert run.scalars["step"].max() == 9  # the last step written; nothing half
+    state = load_checkpoint(out / "checkpoints")
+    # the last checkpoint: the end of the first epoch (9 steps of 31 of the 255 examples)
+    assert state["step"] == 9 and state["epoch"] == 1
+
+    resumed = run_ranks(_train, _config(), str(out), True, init=False)
+    assert resumed[1]["writes"] == []
+    run = ss.load_run(out)
+    assert run.status == "finished"
+    assert _rel(_final_params(out), _final_params(single)) < RTOL
+    a = ss.load_run(single).scalar("batch_loss").to_numpy()
+    b = run.scalar("batch_loss").to_numpy()
+    assert len(a) == len(b) == 20 and _rel(b, a) < RTOL
+    assert math.isfinite(float(run.scalar("lambda_1").iloc[-1]))

@@ -11,12 +11,14 @@ load changes hit both alike; the table gives medians over rounds of
   user gets; on a loaded machine the two processes rarely both get a core);
 - **CPU-time ratio** = CPU seconds per product of 1 process / of the busier of the 2 ranks: the
   speed-up two free cores would give, before communication;
+- the batches whose first-order graph each operator keeps (``reuse``; the rest is recomputed per
+  product), so that a speed-up from a graph that fits only in the halves is visible;
 - **communication share** = wall time inside the product's collectives (the all-reduce of the
   product and the small check that both ranks multiply the same vector, waiting for the slower
   rank included) / the product's wall time, and the same all-reduce timed alone after a barrier.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distributed.py [--rounds 9] [--products 3]
-      [--examples 4096] [--model mlp|cnn] [--out benchmarks/results/distributed.md]
+      [--examples 4096] [--model mlp cnn] [--out benchmarks/results/distributed.md]
 """
 
 from __future__ import annotations
@@ -124,7 +126,13 @@ def _worker(rank: int, world: int, args: dict, tmp: str) -> None:
     gathered: list = [None] * world
     dist.all_gather_object(gathered, rows)
     if rank == 0:
-        Path(tmp, "result.json").write_text(json.dumps({"n": n, "ranks": gathered}))
+        graphs = {
+            "one": f"{one.info['retained_batches']}/{one.info['batches']}",
+            "two": f"{two.info['retained_batches']}/{two.info['batches']}",
+        }
+        Path(tmp, "result.json").write_text(
+            json.dumps({"n": n, "ranks": gathered, "graphs": graphs})
+        )
     dist.destroy_process_group()
 
 
@@ -134,16 +142,9 @@ def _median_ratio(pairs: list[tuple[float, float]]) -> tuple[float, float, float
     return statistics.median(ratios), q[0], q[2]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--products", type=int, default=3)
-    ap.add_argument("--examples", type=int, default=4096)
-    ap.add_argument("--model", choices=sorted(MODELS), default="mlp")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distributed.md"))
-    args = ap.parse_args()
-    params = vars(args).copy()
-    params.pop("out")
+def _measure(model: str, args: argparse.Namespace) -> dict[str, object]:
+    params = {"model": model, "rounds": args.rounds, "products": args.products,
+              "examples": args.examples}  # fmt: skip
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         procs = [ctx.Process(target=_worker, args=(r, 2, params, tmp)) for r in range(2)]
@@ -161,8 +162,8 @@ def main() -> None:
     alone = sorted(a["allreduce_alone"] / a["two_wall"] for a in r0)
     thr, thr_lo, thr_hi = _median_ratio(wall)
     cpu_r, cpu_lo, cpu_hi = _median_ratio(cpu)
-    label = MODELS[args.model][0]
-    row = {
+    label = MODELS[model][0]
+    return {
         "model": f"{label} ({result['n'] / 1e6:.2f} M params), {args.examples} examples, float32",
         "throughput ratio, wall (median)": thr,
         "quartiles": f"{thr_lo:.2f}-{thr_hi:.2f}",
@@ -172,7 +173,20 @@ def main() -> None:
         "all-reduce alone / product": f"{100 * statistics.median(alone):.2f}%",
         "1 process, ms per product": 1e3 * statistics.median(a["one_wall"] for a in r0),
         "2 processes, ms per product": 1e3 * statistics.median(a["two_wall"] for a in r0),
+        "retained graphs (1 / 2 processes)": f"{result['graphs']['one']} / "
+        f"{result['graphs']['two']}",
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--products", type=int, default=3)
+    ap.add_argument("--examples", type=int, default=4096)
+    ap.add_argument("--model", nargs="+", choices=sorted(MODELS), default=["mlp"])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/distributed.md"))
+    args = ap.parse_args()
+    rows = [_measure(model, args) for model in args.model]
     load = os.getloadavg()
     text = (
         "# Data-parallel Hessian-vector products: 2 processes × 1 thread against 1 × 1\n\n"
@@ -189,7 +203,7 @@ def main() -> None:
             else "."
         )
         + f"\nMedians over {args.rounds} interleaved rounds of {args.products} products each "
-        "(quartiles beside them).\n\n" + table([row]) + "\n"
+        "(quartiles beside them).\n\n" + table(rows) + "\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

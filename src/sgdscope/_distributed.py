@@ -292,11 +292,18 @@ class Fingerprint:
     def __init__(self) -> None:
         self._rows: list[torch.Tensor] = []
 
+    #: Elements converted to float64 at a time (the data is never copied whole).
+    CHUNK = 1 << 20
+
     def add(self, batch: Any) -> None:
         for i, t in enumerate(tensors_of(batch)):
-            t64 = t.detach().double()
-            count = torch.tensor(float(t.numel()), dtype=torch.float64, device=t.device)
-            row = torch.stack([count, t64.sum(), t64.square().sum()])
+            flat = t.detach().reshape(-1)
+            row = torch.zeros(3, dtype=torch.float64, device=t.device)
+            row[0] = float(t.numel())
+            for part in flat.split(self.CHUNK):
+                p64 = part.double()
+                row[1] += p64.sum()
+                row[2] += p64.square().sum()
             if i == len(self._rows):
                 self._rows.append(row)
             else:

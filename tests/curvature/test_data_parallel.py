@@ -82,9 +82,19 @@ def _estimators(rank: int, world_size: int) -> dict:
     return out
 
 
+def _both(rank: int, world_size: int) -> dict:
+    """One pair of processes for the whole module (starting one costs seconds)."""
+    return {"estimators": _estimators(rank, world_size), "agreement": _agreement(rank, world_size)}
+
+
 @pytest.fixture(scope="module")
-def estimators():
-    return run_ranks(_estimators)
+def ranks():
+    return run_ranks(_both)
+
+
+@pytest.fixture
+def estimators(ranks):
+    return [r["estimators"] for r in ranks]
 
 
 def test_products_equal_the_union_on_unequal_shards(estimators):
@@ -190,9 +200,9 @@ def _agreement(rank: int, world_size: int) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def agreement():
-    return run_ranks(_agreement)
+@pytest.fixture
+def agreement(ranks):
+    return [r["agreement"] for r in ranks]
 
 
 def test_replicated_and_empty_shards_give_the_single_process_result(agreement):

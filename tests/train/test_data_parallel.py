@@ -46,41 +46,64 @@ def _config() -> dict:
     return cfg
 
 
-def _train(rank: int, world_size: int, cfg: dict, out: str, resume: bool = False) -> dict:
-    """One rank of a run; records which rank opened the store or wrote a checkpoint."""
+_WRITES: list[str] = []
+_PARAMS: list[torch.Tensor] = []
+
+
+def _record() -> None:
+    """Record which rank opens the store or writes a checkpoint, and the final parameters."""
     from sgdscope.store import sqlite_store
     from sgdscope.train import distributed, trainer
 
-    writes: list[str] = []
-    opened = sqlite_store.MetricsStore.__init__
-    saved = trainer.save_checkpoint
+    if getattr(sqlite_store.MetricsStore, "_recorded", False):
+        return
+    opened, saved = sqlite_store.MetricsStore.__init__, trainer.save_checkpoint
+    fit = distributed.DataParallelTrainer.fit
 
     def record_open(self, path):
-        writes.append(f"store {Path(path).name}")
+        _WRITES.append(f"store {Path(path).name}")
         opened(self, path)
 
     def record_save(directory, state):
-        writes.append("checkpoint")
+        _WRITES.append("checkpoint")
         return saved(directory, state)
-
-    sqlite_store.MetricsStore.__init__ = record_open
-    trainer.save_checkpoint = record_save
-    params: list[torch.Tensor] = []
-    fit = distributed.DataParallelTrainer.fit
 
     def keep_params(self):
         status = fit(self)
-        params.append(torch.cat([p.detach().reshape(-1) for p in self.parts.model.parameters()]))
+        model = self.parts.model
+        _PARAMS.append(torch.cat([t.detach().reshape(-1) for t in model.state_dict().values()]))
         return status
 
+    sqlite_store.MetricsStore.__init__ = record_open
+    sqlite_store.MetricsStore._recorded = True
+    trainer.save_checkpoint = record_save
     distributed.DataParallelTrainer.fit = keep_params
+
+
+def _train(rank: int, world_size: int, cfg: dict, out: str, resume: bool = False) -> dict:
+    """One rank of a run (the process group made from torchrun's variables by the run)."""
+    _record()
+    _WRITES.clear()
+    _PARAMS.clear()
     run_dir = ss.train.run(cfg, out=out, resume=resume)
-    return {"run_dir": str(run_dir), "writes": writes, "params": params[0]}
+    return {"run_dir": str(run_dir), "writes": list(_WRITES), "state": _PARAMS[0]}
+
+
+def _train_two(rank: int, world_size: int, runs: list) -> list[dict]:
+    """Several runs in one pair of processes (the second reuses the process group)."""
+    return [_train(rank, world_size, cfg, out) for cfg, out in runs]
 
 
 def _final_params(run_dir) -> torch.Tensor:
+    """Everything the model holds at the end (parameters, then BatchNorm buffers)."""
     state = load_checkpoint(Path(run_dir) / "checkpoints")
-    return torch.cat([v.reshape(-1) for v in state["model"].values()])
+    return torch.cat([v.reshape(-1).double() for v in state["model"].values()])
+
+
+def _bn_config() -> dict:
+    cfg = tiny_config(model__dtype="float64", train__batch_size=31, train__steps=1)
+    cfg["model"]["options"]["batchnorm"] = True
+    return cfg
 
 
 def _f64(v) -> torch.Tensor:
@@ -95,11 +118,18 @@ def _rel(a, b) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dp")
     single = ss.train.run(_config(), out=tmp / "single")
-    ranks = run_ranks(_train, _config(), str(tmp / "two"), init=False)
-    return single, ranks
+    single_bn = ss.train.run(_bn_config(), out=tmp / "single-bn")
+    plan = [(_config(), str(tmp / "two")), (_bn_config(), str(tmp / "two-bn"))]
+    ranks = run_ranks(_train_two, plan, init=False)
+    return (single, [r[0] for r in ranks]), (single_bn, [r[1] for r in ranks])
+
+
+@pytest.fixture
+def runs(both):
+    return both[0]
 
 
 def test_two_process_trajectory_equals_one_process(runs):
@@ -119,10 +149,26 @@ def test_two_process_trajectory_equals_one_process(runs):
     for name in ("lambda_1", "height", "alignment_full_batch", "noise_overlap", "batch_loss"):
         assert name in a.columns and a[name].notna().sum() >= 2, name
     # the parameters: equal on both ranks, and to the single-process run
-    assert torch.equal(ranks[0]["params"], ranks[1]["params"])
-    assert _rel(ranks[0]["params"], _final_params(single)) < RTOL
+    assert torch.equal(ranks[0]["state"], ranks[1]["state"])
+    assert _rel(ranks[0]["state"], _final_params(single)) < RTOL
     assert _rel(_final_params(run_dir), _final_params(single)) < RTOL
     assert two.meta["data_parallel"] == {"world_size": 2, "backend": "gloo"}
+
+
+def test_batchnorm_statistics_are_averaged_and_equal_on_every_rank(both):
+    """One step of a BatchNorm MLP: the forward normalises each part with its own statistics, so
+    the update differs from one process, but the running mean (updated at the same θ₀ by the
+    global batch's mean) equals the single-process one, and every rank holds the same buffers."""
+    single, ranks = both[1]
+    assert torch.equal(ranks[0]["state"], ranks[1]["state"])
+    one = load_checkpoint(Path(single) / "checkpoints")["model"]
+    two = load_checkpoint(Path(ranks[0]["run_dir"]) / "checkpoints")["model"]
+    means = [k for k in one if k.endswith("running_mean")]
+    assert means
+    for k in means:
+        assert _rel(two[k], one[k]) < RTOL, k
+    weights = [k for k in one if k.endswith("weight")]
+    assert any(_rel(two[k], one[k]) > 1e-8 for k in weights)  # per-part statistics
 
 
 def test_only_rank_0_writes_the_run_directory(runs):

@@ -47,6 +47,7 @@ tensors on the GPU, each rank on ``cuda:LOCAL_RANK``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import logging
@@ -91,7 +92,8 @@ class DataParallel:
 
     Attributes:
         shard: the process group, rank and world size (:class:`~sgdscope._distributed.Shard`).
-        owns_group: whether sgdscope initialised the process group (and destroys it after).
+        owns_group: whether sgdscope initialised the process group (it then lives until the
+            process exits, so further runs in the same script reuse it).
     """
 
     shard: Shard
@@ -132,13 +134,23 @@ class DataParallel:
             {**bundle.info, "shard": {"rank": self.rank, "world_size": self.world_size}},
         )
 
-    def close(self) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
+    def failed(self) -> None:
+        """Mark the group broken (a peer died): it is not destroyed at exit (that could hang)."""
+        _GROUP_STATE["healthy"] = False
 
-            with contextlib.suppress(Exception):  # a broken group (a dead peer) may refuse
-                if dist.is_initialized():
-                    dist.destroy_process_group()
+
+#: The process group sgdscope initialised lives as long as the process (a second run in the same
+#: torchrun script reuses it); it is destroyed at exit unless a peer failed.
+_GROUP_STATE = {"healthy": True}
+
+
+def _destroy_at_exit() -> None:
+    import torch.distributed as dist
+
+    if _GROUP_STATE["healthy"]:
+        with contextlib.suppress(Exception):
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def is_writer_process() -> bool:
@@ -187,6 +199,7 @@ def data_parallel() -> DataParallel | None:
     else:
         backend = "gloo"
     dist.init_process_group(backend, timeout=_timeout())
+    atexit.register(_destroy_at_exit)
     shard = resolve_group("auto")
     if shard is None:  # pragma: no cover - WORLD_SIZE said otherwise
         dist.destroy_process_group()
@@ -258,6 +271,7 @@ class DataParallelTrainer(Trainer):
         if p.probes.on_error != "raise":
             # A probe failing on one rank alone would leave the others in a collective.
             p.probes.on_error = "raise"
+            _log.info("data-parallel run: a probe failure stops the run (probe_errors=raise)")
         self.show_progress = self.show_progress and dp.writer
         kill_rank = os.environ.get(_KILL_RANK_ENV)
         if kill_rank is not None and int(kill_rank) != dp.rank:
@@ -493,6 +507,11 @@ def _decide(
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     if isinstance(config, RunConfig) and overrides:
         cfg = load_config(cfg.model_dump(mode="json"), overrides)
+    if cfg.device.startswith("cuda:"):
+        raise ConfigError(
+            f"device={cfg.device!r}: under data parallelism every process would use that one "
+            "GPU; use device=cuda (or auto): each process takes cuda:LOCAL_RANK"
+        )
     run_dir = _new_run_dir(cfg, out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
@@ -519,26 +538,23 @@ def run_data_parallel(
     it; the decision is broadcast, so every rank trains the same run even without shared
     storage. ``must_exist``: resume only (``sgdscope resume``).
     """
-    try:
-        with _sigterm_raises() as guard:
-            decision: dict[str, Any] = {}
-            if dp.writer:
-                try:
-                    decision = _decide(dp, config, overrides, out, resume, must_exist)
-                except BaseException as exc:
-                    dp.shard.broadcast_object({"error": f"{type(exc).__name__}: {exc}"})
-                    raise
-            decision = dp.shard.broadcast_object(decision)
-            if "error" in decision:
-                raise DistributedError(f"rank 0 could not start the run: {decision['error']}")
-            cfg = load_config(decision["cfg"])
-            run_dir = Path(decision["run_dir"])
-            _train(dp, cfg, run_dir, guard, resume=decision["resume"], meta=decision.get("meta"))
-            # Every rank returns once rank 0 has written the final status and closed the store.
-            dp.shard.broadcast_object(None)
-            return run_dir
-    finally:
-        dp.close()
+    with _sigterm_raises() as guard:
+        decision: dict[str, Any] = {}
+        if dp.writer:
+            try:
+                decision = _decide(dp, config, overrides, out, resume, must_exist)
+            except BaseException as exc:
+                dp.shard.broadcast_object({"error": f"{type(exc).__name__}: {exc}"})
+                raise
+        decision = dp.shard.broadcast_object(decision)
+        if "error" in decision:
+            raise DistributedError(f"rank 0 could not start the run: {decision['error']}")
+        cfg = load_config(decision["cfg"])
+        run_dir = Path(decision["run_dir"])
+        _train(dp, cfg, run_dir, guard, resume=decision["resume"], meta=decision.get("meta"))
+        # Every rank returns once rank 0 has written the final status and closed the store.
+        dp.shard.broadcast_object(None)
+        return run_dir
 
 
 def _build(
@@ -593,6 +609,7 @@ def _train(
         step = None if trainer is None else trainer.step
         cause = _peer_failure(exc)
         if cause is not None:
+            dp.failed()
             message = (
                 f"the data-parallel run over {dp.world_size} processes stopped"
                 + ("" if step is None else f" at step {step}")

@@ -192,7 +192,7 @@ def main() -> None:
         "# Data-parallel Hessian-vector products: 2 processes × 1 thread against 1 × 1\n\n"
         f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distributed.py --rounds "
         f"{args.rounds} --products {args.products} --examples {args.examples} --model "
-        f"{args.model}`\n(torch {torch.__version__}, gloo, {platform.machine()}, "
+        f"{' '.join(args.model)}`\n(torch {torch.__version__}, gloo, {platform.machine()}, "
         f"{os.cpu_count()} cores). Load average at the end of the run: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)"
         + (

@@ -360,6 +360,16 @@ def _available_memory(device: torch.device) -> int:
         return 2**31
 
 
+def _processes_per_machine(world_size: int) -> int:
+    """Processes sharing this machine's memory: torchrun's ``LOCAL_WORLD_SIZE``, else all."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+    except ValueError:
+        return max(1, world_size)
+
+
 class HessianOperator(LinearOperator):
     """The Hessian H = ∇²L(θ) of the loss over ``data``, as a linear operator.
 
@@ -409,7 +419,8 @@ class HessianOperator(LinearOperator):
             (``torch.func.jvp`` of ``torch.func.grad``; falls back to double backward when
             torch.func cannot trace the model).
         memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
-            memory of the device); 0 disables reuse. It changes speed only, never the numbers.
+            memory of the device, shared among the data-parallel processes of one machine on the
+            CPU); 0 disables reuse. It changes speed only, never the numbers.
         block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
             batched backward whenever every operation of the model has a batching rule, else a
             loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
@@ -564,7 +575,13 @@ class HessianOperator(LinearOperator):
         self._reduction_info = {"reduction": self.reduction, "reduction_source": how}
         self._frozen = _frozen_rows(model, named)
         self._batches: list[Batch] = list(zip(batches, weights, strict=True))
-        budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
+        if memory_budget is None:
+            budget = _available_memory(device) // 4
+            if group_shard is not None and device.type != "cuda":
+                # The processes of one machine share its memory (each GPU has its own).
+                budget //= _processes_per_machine(group_shard.world_size)
+        else:
+            budget = memory_budget
         self.memory_budget = int(budget)
         self._engine = make_engine(
             hvp,

@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "lanczos": ".curvature",
     "power_iteration": ".curvature",
     "spectral_density": ".curvature",
+    # data parallelism (torch.distributed)
+    "shard": "._distributed",
     # the eigenbasis (top-k Hessian eigenvectors along training)
     "EigenBasis": ".eigenbasis",
     "RandomBasis": ".eigenbasis",
@@ -99,6 +101,7 @@ _EXPORTS: dict[str, str] = {
     "BasisMismatchError": ".errors",
     "ConfigError": ".errors",
     "DatasetNotFoundError": ".errors",
+    "DistributedError": ".errors",
     "DivergedError": ".errors",
     "EigenvectorsUnavailableError": ".errors",
     "InvalidArgumentError": ".errors",
@@ -154,6 +157,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         sweep,
         train,
     )
+    from ._distributed import shard  # noqa: F401
     from .api import run  # noqa: F401
     from .config import RunConfig, load_config  # noqa: F401
     from .curvature import (  # noqa: F401
@@ -176,6 +180,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         BasisMismatchError,
         ConfigError,
         DatasetNotFoundError,
+        DistributedError,
         DivergedError,
         EigenvectorsUnavailableError,
         InvalidArgumentError,

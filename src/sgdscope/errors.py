@@ -13,6 +13,8 @@ with status 3.
 - :class:`BasisMismatchError` — a consumer was handed an eigenbasis measured differently.
 - :class:`DivergedError` — training produced a non-finite loss.
 - :class:`NonFiniteError` — an operator product (Hessian-vector product) was NaN or inf.
+- :class:`DistributedError` — the processes of a data-parallel computation disagree (different
+  arguments or vectors on different ranks), or one of them failed or stopped answering.
 """
 
 from __future__ import annotations
@@ -70,3 +72,10 @@ class NonFiniteError(SgdscopeError, ArithmeticError):
         self.routine = routine
         self.product = product
         self.partial = partial
+
+
+class DistributedError(SgdscopeError, RuntimeError):
+    """The ranks of a data-parallel computation (``torch.distributed``) cannot go on together:
+    one rank refused its data or failed, they were called with different vectors or arguments,
+    or a peer process died or timed out. Raised on every rank that notices, with the rank and
+    the reason."""

@@ -315,6 +315,10 @@ def config_reference_cmd() -> None:
 
 def _summary(path: Path) -> None:
     from ..store import load_run
+    from ..train.distributed import is_writer_process
+
+    if not is_writer_process():  # under torchrun: rank 0 prints the run's summary
+        return
 
     r = load_run(path)
     console.print(f"run {r.status}: {r.path}")

@@ -11,6 +11,11 @@ functions of any symmetric operator (also a plain matrix):
 Data may be any batch structure (dict or tuple inputs, Hugging Face batches, a
 :class:`LossClosure` for anything else); see :mod:`sgdscope._batching` for the one rule that
 tells one batch from several and for how losses of several batches add up (mean or sum).
+
+Several processes: under an initialised ``torch.distributed`` (torchrun, Lightning, Ray Train)
+each rank's data is a shard and ``HessianOperator`` is the Hessian over the union of the shards
+(each product a weighted all-reduce); the estimators run in lock-step and return the same result
+on every rank; ``group=None`` opts out. See :mod:`sgdscope._distributed`.
 """
 
 from .._batching import LossClosure

@@ -13,10 +13,11 @@ Every style computes Σ_b w_b H_b V for a block V of m vectors (per-parameter te
   vmapped over the m vectors; falls back to ``double_backward`` when torch.func cannot trace the
   model.
 
-The per-batch contributions are summed in :func:`_reduce` only, in batch order and in float64: a
-data-parallel version all-reduces its result there. Each batch's product is computed on its own
-(a retained graph or a recomputed one give the same numbers), so the memory budget changes the
-speed, never the result.
+The per-batch contributions are summed in :func:`_reduce` only, in batch order and in float64; a
+data-parallel operator then all-reduces that sum over the ranks, flattened into one (m, n) block
+(``HessianOperator._matmat``, :mod:`sgdscope._distributed`). Each batch's product is computed on
+its own (a retained graph or a recomputed one give the same numbers), so the memory budget changes
+the speed, never the result.
 
 Block products (m > 1 vectors) are one ``is_grads_batched`` backward (``vmap`` for
 forward-over-reverse) whenever every operation of the model has a batching rule, else a loop of
@@ -55,8 +56,8 @@ Pieces = list[torch.Tensor]
 def _reduce(parts: Sequence[Sequence[torch.Tensor | None]], like: Pieces) -> Pieces:
     """Sum per-chunk contributions (already weighted) into one result, accumulating in float64.
 
-    This is the one place where contributions of different data are added: a data-parallel
-    version all-reduces the output of this function across ranks.
+    This is the one place where contributions of this process's data are added; a data-parallel
+    operator all-reduces the output of this function across ranks.
     """
     if len(parts) == 1:  # nothing to add up
         return [

@@ -6,6 +6,9 @@ polynomials up to degree 2m − 1. Averaging over runs (Rademacher v, so E[v v�
 the spectral density φ(t) = (1/n) Σ_i δ(t − λ_i); each delta is smoothed with a Gaussian of width
 σ (Ghorbani, Krishnan & Xiao 2019). The density integrates to 1, its mean is tr(H)/n and its second
 moment tr(H²)/n + σ².
+
+On a data-parallel operator (:mod:`sgdscope._distributed`) every rank draws the same start vectors
+(rank 0's seed), every product is all-reduced, and every rank returns rank 0's nodes and weights.
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ def spectral_density(
     if sigma is not None and not sigma > 0:
         raise InvalidArgumentError(f"sigma: expected a positive width, received {sigma!r}")
     m = min(num_iter, n)
+    if A.shard is not None:
+        seed, _ = A.shard.same_start(seed, None)
     gen = torch.Generator().manual_seed(int(seed))
     nodes = torch.full((num_runs, m), math.nan, dtype=torch.float64)
     weights = torch.zeros((num_runs, m), dtype=torch.float64)
@@ -139,6 +144,8 @@ def spectral_density(
         weights[r, :q] = S[0, :].pow(2)
         nodes[r, q:] = theta[-1]  # padding with zero weight
         done[0] = r + 1
+    if A.shard is not None:
+        nodes, weights = A.shard.same_tensors(nodes, weights)
     return _smoothed(nodes, weights, grid, sigma, matvecs)
 
 

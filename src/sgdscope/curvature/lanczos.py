@@ -11,6 +11,11 @@ steps instead of returning unconverged values. When the basis reaches ``ncv`` ve
 thick-restarted (Wu & Simon 2000): the Ritz vectors nearest the wanted end(s) are kept, the rest
 discarded, and the expansion continues from the last residual direction.
 
+Data-parallel operators (a :class:`~sgdscope.curvature.HessianOperator` over several ranks'
+shards, :mod:`sgdscope._distributed`): every rank runs the same iteration in lock-step — rank 0's
+seed and start vectors are broadcast, every product is all-reduced, so every decision is the same
+everywhere — and the eigenpairs are broadcast from rank 0, so every rank returns the same result.
+
 Every product is checked: a NaN or inf one raises :class:`~sgdscope.errors.NonFiniteError`
 naming it, with the eigenpairs of the basis built so far as ``.partial`` (instead of a raw failure
 of the dense eigensolver later).
@@ -288,6 +293,9 @@ def lanczos(
             f"warm_start: expected 'ritz', 'sum' or 'block', received {warm_start!r}"
         )
     mode = "block" if block_start else warm_start
+    shard = A.shard
+    if shard is not None:  # lock-step over the ranks: rank 0's seed and start vectors
+        seed, v0 = shard.same_start(seed, v0)
     start_block = _start_block(v0, n, dtype, device, seed, mode, min(block_size, n))
     b = start_block.shape[1]
     # Ritz warm start: after the start block, each step expands along the dominant residual
@@ -427,10 +435,13 @@ def lanczos(
         return sub
     order = idx[torch.argsort(theta[idx], descending=True)]
     vecs = Q[:, :p] @ S[:, order].to(device=device, dtype=dtype)
+    values, residuals = theta[order].clone(), res[order].clone()
+    if shard is not None:  # every rank returns rank 0's pairs, bit for bit
+        values, vecs, residuals = shard.same_tensors(values, vecs, residuals)
     result = EigenResult(
-        eigenvalues=theta[order].clone(),
+        eigenvalues=values,
         eigenvectors=vecs,
-        residuals=res[order].clone(),
+        residuals=residuals,
         num_matvecs=matvecs,
         converged=converged,
         iterations=iterations,

@@ -31,6 +31,16 @@ from .._batching import (
     slice_batch,
 )
 from .._defaults import DEFAULT_BN_MODE
+from .._distributed import (
+    AUTO,
+    Shard,
+    agree_reduction,
+    fingerprint,
+    local_counts,
+    local_verdict,
+    replicated,
+    resolve_group,
+)
 from .._state import BN_MODES, has_batchnorm
 from ..errors import InvalidArgumentError, NonFiniteError
 from ._hvp import BLOCK_PRODUCTS, HVP_STYLES, Batch, eval_loss, make_engine
@@ -55,6 +65,9 @@ class LinearOperator(abc.ABC):
     """
 
     symmetric: bool = True
+    #: The data-parallel group whose ranks' data the operator spans (None: this process's data
+    #: only). Every product is then a collective, and the estimators run in lock-step.
+    shard: Shard | None = None
 
     def __init__(self, n: int, *, dtype: torch.dtype, device: torch.device | str) -> None:
         if n < 1:
@@ -300,11 +313,15 @@ def _prepare_batches(
     dtype: torch.dtype,
     bn_mode: str,
     ghost_batch_size: int | None,
+    allow_empty: bool = False,
 ) -> list[Any]:
     """Read ``data`` once into a list of batches on the model's device (floating tensors in the
-    evaluation dtype), each checked against the objective."""
+    evaluation dtype), each checked against the objective. ``allow_empty``: a rank's shard may
+    be empty (the data of the other ranks is not)."""
     closure = objective.kind == "closure"
     raw = list(raw_batches(data, batch_size, closure=closure))
+    if not raw and allow_empty:
+        return []
     if not raw:
         raise InvalidArgumentError(
             "the data is empty: expected at least one batch; fix: check the split or "
@@ -314,7 +331,7 @@ def _prepare_batches(
     for i, b in enumerate(raw):
         objective.check(b, -1 if single else i)
     batches = [move_batch(b, device, dtype) for b in raw]
-    if bn_mode == "ghost":
+    if bn_mode == "ghost" and batches:
         whole = concat_batches(batches)
         rows = num_rows(whole)
         gbs = int(ghost_batch_size)  # type: ignore[arg-type]  # checked by the caller
@@ -341,6 +358,16 @@ def _available_memory(device: torch.device) -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 2**31
+
+
+def _processes_per_machine(world_size: int) -> int:
+    """Processes sharing this machine's memory: torchrun's ``LOCAL_WORLD_SIZE``, else all."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+    except ValueError:
+        return max(1, world_size)
 
 
 class HessianOperator(LinearOperator):
@@ -392,12 +419,23 @@ class HessianOperator(LinearOperator):
             (``torch.func.jvp`` of ``torch.func.grad``; falls back to double backward when
             torch.func cannot trace the model).
         memory_budget: bytes the reused first-order graph may hold (default: a quarter of the free
-            memory of the device); 0 disables reuse. It changes speed only, never the numbers.
+            memory of the device, shared among the data-parallel processes of one machine on the
+            CPU); 0 disables reuse. It changes speed only, never the numbers.
         block_products: how a block of m vectors (``matmat``) is multiplied: ``"auto"`` (one
             batched backward whenever every operation of the model has a batching rule, else a
             loop), ``"batched"`` (the same), or ``"loop"`` (one product per vector: less memory,
             and faster on CPU for some models, 1.3-1.45x on small GPT-2s; see
             ``benchmarks/results/hf.md``). Never chosen by a timing; ``info`` records it.
+        group: data parallelism (:mod:`sgdscope._distributed`). ``"auto"`` (default): when
+            ``torch.distributed`` is initialised with several processes (torchrun, Lightning,
+            Ray Train), ``data`` is this rank's shard and H is the Hessian of the loss over the
+            union of every rank's data: each product is the weighted all-reduce of the ranks'
+            products (weights from the loss terms of all ranks, so unequal shards are exact),
+            and the estimators run in lock-step on every rank. Replicated data (the same on
+            every rank) is computed by each rank alone. ``None``: this process's data only,
+            no communication. A ``ProcessGroup``: shard over that group. With BatchNorm in
+            train / ghost mode each rank's batches use their own statistics;
+            ``info["data_parallel"]`` records the mode, ranks and that.
         reduction: ``"mean"`` or ``"sum"``: declares how ``loss_fn`` reduces a batch when it
             cannot be read from ``loss_fn.reduction`` (a plain function). None: read it, or tell
             it by a check on one batch (see :mod:`sgdscope._batching`).
@@ -409,7 +447,10 @@ class HessianOperator(LinearOperator):
         reduction: ``"mean"``, ``"sum"``, or None (a single batch: nothing to combine, and not
             checked).
         info: how products are computed (style, block products and why, retained graph, the
-            reduction and how it was determined).
+            reduction and how it was determined, ``data_parallel``: single process, sharded or
+            replicated, the ranks, and per-shard BatchNorm statistics).
+        shard: the data-parallel :class:`~sgdscope._distributed.Shard` when the operator spans
+            several ranks' data (products are then collectives), else None.
 
     Example:
         >>> op = HessianOperator(model, torch.nn.functional.cross_entropy, (x, y))
@@ -435,6 +476,7 @@ class HessianOperator(LinearOperator):
         reduction: str | None = None,
         batch_size_fn: Callable[[Any], int] | None = None,
         block_products: str = "auto",
+        group: Any = AUTO,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidArgumentError(
@@ -512,25 +554,34 @@ class HessianOperator(LinearOperator):
                 # train / ghost: batch statistics; running ones never touched
                 buffers[full] = None if is_norm and bn_mode in ("train", "ghost") else copy
 
-        batches = _prepare_batches(
-            data, objective, batch_size, device, dtype, bn_mode, ghost_batch_size
-        )
         module = ObjectiveModule(model, objective)
-        if len(batches) > 1:
-            red, how = resolve_reduction(objective, batches, eval_loss(module, values, running))
-            counts = objective.counts(batches) if red == "mean" else None
+        evaluate = eval_loss(module, values, running)
+        group_shard = resolve_group(group)
+        self.shard = None
+        self._dp_info: dict[str, Any] = {
+            "mode": "single process" if group is not None else "single process (group=None)"
+        }
+        if group_shard is not None:
+            batches, red, how, weights = self._sharded_batches(
+                group_shard, data, objective, evaluate, batch_size, device, dtype, bn_mode,
+                ghost_batch_size,
+            )  # fmt: skip
         else:
-            red, how, counts = objective.declared, "one batch: nothing to combine", None
-        if counts is not None:
-            total = sum(counts)
-            weights = [c / total for c in counts]
-        else:
-            weights = [1.0] * len(batches)
-        self.reduction: str | None = red if len(batches) > 1 else objective.declared
+            batches = _prepare_batches(
+                data, objective, batch_size, device, dtype, bn_mode, ghost_batch_size
+            )
+            red, how, weights = _single_weights(objective, batches, evaluate)
+        self.reduction: str | None = red
         self._reduction_info = {"reduction": self.reduction, "reduction_source": how}
         self._frozen = _frozen_rows(model, named)
         self._batches: list[Batch] = list(zip(batches, weights, strict=True))
-        budget = memory_budget if memory_budget is not None else _available_memory(device) // 4
+        if memory_budget is None:
+            budget = _available_memory(device) // 4
+            if group_shard is not None and device.type != "cuda":
+                # The processes of one machine share its memory (each GPU has its own).
+                budget //= _processes_per_machine(group_shard.world_size)
+        else:
+            budget = memory_budget
         self.memory_budget = int(budget)
         self._engine = self._make_engine(
             hvp,
@@ -566,7 +617,12 @@ class HessianOperator(LinearOperator):
         retained graph bytes and batches, fallbacks, the reduction and its source, and the
         frozen rows (embedding padding rows)."""
         frozen = [f"{self.param_names[i]}[{row}]" for i, row in self._frozen]
-        return {**self._engine.info(), **self._reduction_info, "frozen_rows": frozen}
+        return {
+            **self._engine.info(),
+            **self._reduction_info,
+            "frozen_rows": frozen,
+            "data_parallel": dict(self._dp_info),
+        }
 
     def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
         """Split a flat vector (n,) or block (n, m) into per-parameter views, in model order."""
@@ -584,17 +640,27 @@ class HessianOperator(LinearOperator):
         return torch.cat([t.reshape(m, -1) for t in tensors], dim=1).T
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        if self.shard is not None:
+            self.shard.check_same(V, "HessianOperator.matmat")
         pieces = self._freeze(self.unflatten(V))
         out = self._freeze(self._engine.hvp(pieces))
+        if self.shard is not None:
+            # One all-reduce of the whole (m, n) block: Σ over ranks of Σ_b w_b H_b V.
+            m = V.shape[1]
+            local = torch.cat([t.reshape(m, -1).to(dtype=self.dtype) for t in out], dim=1)
+            return self.shard.all_reduce(local, inplace=True).T
         return self.flatten(out, batched=True).to(dtype=self.dtype)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        if self.shard is not None:
+            self.shard.check_same(v, "HessianOperator.matvec")
         pieces = [
             p.view(1, *s)
             for p, s in zip(torch.split(v, self._numels), self.param_shapes, strict=True)
         ]
         out = self._freeze(self._engine.hvp(self._freeze(pieces)))
-        return torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
+        flat = torch.cat([t.reshape(-1) for t in out]).to(dtype=self.dtype)
+        return flat if self.shard is None else self.shard.all_reduce(flat, inplace=True)
 
     def _freeze(self, pieces: list[torch.Tensor]) -> list[torch.Tensor]:
         """Zero the frozen rows of per-parameter blocks (m, *shape) (see :func:`_frozen_rows`)."""
@@ -608,17 +674,101 @@ class HessianOperator(LinearOperator):
         return pieces
 
     def gradient(self) -> torch.Tensor:
-        """The gradient ∇L(θ) (flat, shape (n,)) of the loss over the data at the snapshot."""
-        return self.flatten(self._engine.gradient())
+        """The gradient ∇L(θ) (flat, shape (n,)) of the loss over the data at the snapshot
+        (over every rank's data when sharded: a collective)."""
+        g = self.flatten(self._engine.gradient())
+        return g if self.shard is None else self.shard.all_reduce(g)
 
     def loss(self) -> float:
         """The loss L(θ) over the data at the snapshot (mean or sum by the reduction, in the
-        operator's BatchNorm mode)."""
-        return float(self._engine.loss())
+        operator's BatchNorm mode; over every rank's data when sharded: a collective)."""
+        value = self._engine.loss()
+        return float(value if self.shard is None else self.shard.all_reduce(value.reshape(1)))
+
+    def _sharded_batches(
+        self,
+        group_shard: Shard,
+        data: Any,
+        objective: Objective,
+        evaluate: Callable[[Any], torch.Tensor],
+        batch_size: int | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        bn_mode: str,
+        ghost_batch_size: int | None,
+    ) -> tuple[list[Any], str | None, str, list[float]]:
+        """Read this rank's shard and agree with the other ranks (one gather of small reports):
+        replicated data is computed here alone; sharded data gets the weights of the union.
+
+        Returns:
+            ``(batches, reduction, how it was determined, weights)``.
+        """
+
+        def local() -> tuple[list[Any], dict[str, Any]]:
+            batches = _prepare_batches(
+                data, objective, batch_size, device, dtype, bn_mode, ghost_batch_size,
+                allow_empty=True,
+            )  # fmt: skip
+            counts, no_count = local_counts(objective, batches)
+            report = {
+                "fingerprint": fingerprint(batches),
+                "batches": len(batches),
+                "counts": counts,
+                "no_count": no_count,
+                **local_verdict(objective, batches, evaluate),
+            }
+            return batches, report
+
+        batches, reports = group_shard.everywhere(local, "HessianOperator: reading the data")
+        if sum(rep["batches"] for rep in reports) == 0:
+            raise InvalidArgumentError(
+                f"the data is empty on all {group_shard.world_size} ranks: expected at least one "
+                "batch; fix: check the shards passed to HessianOperator"
+            )
+        if replicated([rep["fingerprint"] for rep in reports]):
+            # Every rank holds all the data: compute it here alone (what one process would).
+            self._dp_info = {**group_shard.info(), "mode": "replicated"}
+            red, how, weights = _single_weights(objective, batches, evaluate)
+            return batches, red, how, weights
+        red, how, total = agree_reduction(objective, group_shard, reports)
+        counts = reports[group_shard.rank]["counts"]
+        if red == "mean":
+            weights = [c / total for c in counts]
+        else:
+            weights = [1.0] * len(batches)
+        self.shard = group_shard
+        self._dp_info = {
+            **group_shard.info(),
+            "local_batches": len(batches),
+            "total_batches": sum(rep["batches"] for rep in reports),
+        }
+        if self.has_batchnorm and bn_mode in ("train", "ghost"):
+            self._dp_info["batchnorm"] = (
+                "per-shard batch statistics: each rank's batches are normalised with their own "
+                "statistics (the single-process result on the union batched as the shards are)"
+            )
+        return batches, red, how, weights
 
     def release(self) -> None:
         """Free the retained first-order graph (products after this rebuild it)."""
         self._engine.release()
+
+
+def _single_weights(
+    objective: Objective, batches: list[Any], evaluate: Callable[[Any], torch.Tensor]
+) -> tuple[str | None, str, list[float]]:
+    """The reduction and the batch weights of data held by one process."""
+    if len(batches) > 1:
+        red, how = resolve_reduction(objective, batches, evaluate)
+        counts = objective.counts(batches) if red == "mean" else None
+    else:
+        red, how, counts = objective.declared, "one batch: nothing to combine", None
+    if counts is not None:
+        total = sum(counts)
+        weights = [c / total for c in counts]
+    else:
+        weights = [1.0] * len(batches)
+    return (red if len(batches) > 1 else objective.declared), how, weights
 
 
 def _frozen_rows(model: nn.Module, named: list[tuple[str, nn.Parameter]]) -> list[tuple[int, int]]:

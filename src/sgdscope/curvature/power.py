@@ -3,6 +3,8 @@
 For comparison with Lanczos and for a cheap λ₁ when it dominates. Power iteration converges to the
 eigenvalue of largest *magnitude*: on an indefinite Hessian whose most negative eigenvalue is larger
 in magnitude than λ₁ it returns that one (Lanczos with ``which="largest"`` does not).
+
+On a data-parallel operator it runs in lock-step on every rank, as :func:`lanczos` does.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def power_iteration(
     if max_iter < 1:
         raise InvalidArgumentError(f"max_iter: expected a positive integer, received {max_iter!r}")
     dtype, device = A.dtype, A.device
+    shard = A.shard
+    if shard is not None:  # lock-step over the ranks (see lanczos)
+        seed, v0 = shard.same_start(seed, v0)
     starts = None
     if v0 is not None:
         if not isinstance(v0, torch.Tensor) or v0.shape[0] != n or v0.ndim not in (1, 2):
@@ -114,10 +119,15 @@ def power_iteration(
         vecs.append(v)
         resids.append(res)
     order = sorted(range(k), key=lambda i: -vals[i])
+    values = torch.tensor([vals[i] for i in order], dtype=torch.float64)
+    vectors = torch.stack([vecs[i] for i in order], dim=1)
+    residuals = torch.tensor([resids[i] for i in order], dtype=torch.float64)
+    if shard is not None:  # every rank returns rank 0's pairs
+        values, vectors, residuals = shard.same_tensors(values, vectors, residuals)
     result = EigenResult(
-        eigenvalues=torch.tensor([vals[i] for i in order], dtype=torch.float64),
-        eigenvectors=torch.stack([vecs[i] for i in order], dim=1),
-        residuals=torch.tensor([resids[i] for i in order], dtype=torch.float64),
+        eigenvalues=values,
+        eigenvectors=vectors,
+        residuals=residuals,
         num_matvecs=matvecs,
         converged=all_converged,
         iterations=iterations,

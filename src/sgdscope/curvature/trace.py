@@ -1,4 +1,9 @@
-"""Randomised estimators of tr(H) and ‖H‖_F from products with random vectors."""
+"""Randomised estimators of tr(H) and ‖H‖_F from products with random vectors.
+
+On a data-parallel operator (:mod:`sgdscope._distributed`) every rank draws the same random
+vectors (rank 0's seed is broadcast), every product is all-reduced, and every rank returns rank
+0's estimate.
+"""
 
 from __future__ import annotations
 
@@ -96,10 +101,12 @@ def hutchinson_trace(
         )
     A = as_operator(op)
     n = A.shape[0]
+    if A.shard is not None:
+        seed, _ = A.shard.same_start(seed, None)
     gen = torch.Generator().manual_seed(int(seed))
     dtype, device = A.dtype, A.device
     if method == "hutch++":
-        return _hutchpp(A, n, num_samples, gen, dtype, device, block_size)
+        return _same(A, _hutchpp(A, n, num_samples, gen, dtype, device, block_size))
     samples: list[torch.Tensor] = []
     done = 0
     for m in _blocks(num_samples, block_size):
@@ -108,7 +115,17 @@ def hutchinson_trace(
         samples.append((V.double() * HV.double()).sum(dim=0).cpu())
         done += m
     s = torch.cat(samples)
-    return Estimate(float(s.mean()), float(s.std() / math.sqrt(len(s))), len(s), num_samples, s)
+    est = Estimate(float(s.mean()), float(s.std() / math.sqrt(len(s))), len(s), num_samples, s)
+    return _same(A, est)
+
+
+def _same(A: Any, est: Estimate) -> Estimate:
+    """Rank 0's estimate on every rank of a data-parallel operator (the estimate itself)."""
+    if A.shard is None:
+        return est
+    head = torch.tensor([est.estimate, est.stderr], dtype=torch.float64)
+    head, samples = A.shard.same_tensors(head, est.samples)
+    return Estimate(float(head[0]), float(head[1]), est.num_samples, est.num_matvecs, samples)
 
 
 def _so_far(samples: list[torch.Tensor], sqrt: bool = False) -> Estimate | None:
@@ -191,6 +208,8 @@ def frobenius_norm(
     _check(num_samples, block_size)
     A = as_operator(op)
     n = A.shape[0]
+    if A.shard is not None:
+        seed, _ = A.shard.same_start(seed, None)
     gen = torch.Generator().manual_seed(int(seed))
     samples: list[torch.Tensor] = []
     done = 0
@@ -206,4 +225,4 @@ def frobenius_norm(
     se_sq = float(s.std() / math.sqrt(len(s)))
     est = math.sqrt(max(mean, 0.0))
     stderr = se_sq / (2 * est) if est > 0 else math.nan
-    return Estimate(est, stderr, len(s), num_samples, s)
+    return _same(A, Estimate(est, stderr, len(s), num_samples, s))

@@ -8,6 +8,9 @@ Example:
     ...                                  ss.probes.flat_params(model), num_points=11)
     >>> stats = ss.landscape.valley_stats(curve)
     >>> stats.floor, stats.alpha_star, stats.height, stats.barrier
+
+Under an initialised ``torch.distributed`` each rank's data is a shard and the losses are over
+the union of the shards (``group=None`` opts out; see :mod:`sgdscope._distributed`).
 """
 
 from .interpolate import InterpolationResult, interpolate

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from .._defaults import DEFAULT_BN_MODE
+from .._distributed import AUTO
 from ..errors import InvalidArgumentError
-from .loss_at import DEFAULT_MAX_BATCH_BYTES, LossFn, evaluate_points, trainable_parameters
+from .loss_at import DEFAULT_MAX_BATCH_BYTES, LossFn, _evaluate_points, trainable_parameters
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ class InterpolationResult:
         accuracies: fraction of correct predictions at each θ(α), shape (K,), or None.
         bn_mode: the BatchNorm mode of the evaluation ("train", "eval" or "ghost").
         num_samples: number of loss terms averaged over (examples; tokens for sequences), or None
-            when not known in advance.
+            when not known in advance (over every rank's data when sharded).
+        shards: ranks whose data shards the losses cover (1: this process's data, or data
+            replicated on every rank). With ``bn_mode="train"`` and ``shards > 1`` each shard was
+            normalised with its own batch statistics.
     """
 
     alphas: np.ndarray
@@ -34,6 +38,7 @@ class InterpolationResult:
     accuracies: np.ndarray | None = None
     bn_mode: str = DEFAULT_BN_MODE
     num_samples: int | None = None
+    shards: int = 1
 
     def __len__(self) -> int:
         return len(self.alphas)
@@ -54,6 +59,7 @@ def interpolate(
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     reduction: str | None = None,
     batch_size_fn: Callable[[Any], int] | None = None,
+    group: Any = AUTO,
 ) -> InterpolationResult:
     """Loss (and accuracy) at ``num_points`` evenly spaced points from ``theta_a`` to ``theta_b``.
 
@@ -62,7 +68,9 @@ def interpolate(
     θ_a and θ_b). Only trainable parameters are interpolated; buffers follow ``bn_mode``. The
     model's state is unchanged afterwards. See :func:`~sgdscope.landscape.loss_at` for ``data``,
     ``loss_fn`` (any batch structure, Hugging Face batches, closures), ``bn_mode``, ``compile``,
-    ``batch_size``, ``max_batch_bytes``, ``reduction`` and ``batch_size_fn``.
+    ``batch_size``, ``max_batch_bytes``, ``reduction``, ``batch_size_fn`` and ``group`` (under
+    ``torch.distributed``, ``data`` is this rank's shard and the losses are over every rank's data:
+    every rank passes the same ``theta_a`` and ``theta_b``).
 
     Args:
         model: the network.
@@ -107,7 +115,7 @@ def interpolate(
             torch.lerp(a, b, float(alpha), out=buf)
             yield buf
 
-    losses, accs = evaluate_points(
+    out = _evaluate_points(
         model,
         loss_fn,
         data,
@@ -119,20 +127,13 @@ def interpolate(
         max_batch_bytes=max_batch_bytes,
         reduction=reduction,
         batch_size_fn=batch_size_fn,
+        group=group,
     )
     return InterpolationResult(
         alphas=alphas,
-        losses=losses.numpy(),
-        accuracies=None if accs is None else accs.numpy(),
+        losses=out.losses.numpy(),
+        accuracies=None if out.accuracies is None else out.accuracies.numpy(),
         bn_mode=bn_mode,
-        num_samples=_num_samples(data),
+        num_samples=out.num_samples,
+        shards=out.shards,
     )
-
-
-def _num_samples(data: Any) -> int | None:
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
-        return int(data[1].numel())
-    y = getattr(data, "y", None)
-    if isinstance(y, torch.Tensor):
-        return int(y.numel())
-    return None

@@ -17,6 +17,13 @@ Data and losses: any batch structure and loss of :mod:`sgdscope._batching` (dict
 inputs, Hugging Face batches with ``.loss`` or ``.logits``, :class:`~sgdscope.LossClosure`); the
 losses of several batches add up by the loss's reduction, exactly as for
 :class:`~sgdscope.curvature.HessianOperator`: the mean over all loss terms, or the total sum.
+
+Several processes (:mod:`sgdscope._distributed`): under an initialised ``torch.distributed``
+(``group="auto"``, the default) each rank's data is a shard; every rank evaluates the points on
+its shard and the sums (loss terms, weights, correct predictions) of all points are all-reduced
+once, so the result is the loss over the union of the shards on every rank. Replicated data (the
+same on every rank) is evaluated by each rank alone; ``group=None`` opts out. With BatchNorm in
+``bn_mode="train"`` each shard is normalised with its own batch statistics.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import contextlib
 import math
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,6 +48,15 @@ from .._batching import (
     tensors_of,
 )
 from .._defaults import DEFAULT_BN_MODE
+from .._distributed import (
+    AUTO,
+    Fingerprint,
+    Shard,
+    agree_reduction,
+    local_verdict,
+    replicated,
+    resolve_group,
+)
 from .._state import preserved_state, set_bn_mode
 from ..errors import InvalidArgumentError
 
@@ -79,6 +96,7 @@ def loss_at(
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     reduction: str | None = None,
     batch_size_fn: Callable[[Any], int] | None = None,
+    group: Any = AUTO,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Loss over all of ``data`` at one or several flat parameter vectors.
 
@@ -110,6 +128,9 @@ def loss_at(
             (a plain function); None: read or checked.
         batch_size_fn: ``batch -> int``: loss terms of a batch, to weight a mean over batches
             of unequal size (default: see :class:`~sgdscope.curvature.HessianOperator`).
+        group: ``"auto"`` (default: under an initialised ``torch.distributed``, ``data`` is this
+            rank's shard and the loss is over every rank's data — a collective), ``None`` (this
+            process's data only) or a ``ProcessGroup`` (see :mod:`sgdscope._distributed`).
 
     Returns:
         The losses, float64 on the CPU: shape () for one vector, (K,) for a stack. With
@@ -145,6 +166,7 @@ def loss_at(
         max_batch_bytes=max_batch_bytes,
         reduction=reduction,
         batch_size_fn=batch_size_fn,
+        group=group,
     )
     if single:
         losses = losses[0]
@@ -168,13 +190,57 @@ def evaluate_points(
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     reduction: str | None = None,
     batch_size_fn: Callable[[Any], int] | None = None,
+    group: Any = AUTO,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Like :func:`loss_at`, over flat vectors produced one at a time by ``points``.
 
     ``points`` may reuse one buffer for every vector (it is read before the next is asked for),
     so K points cost one vector of memory. Returns ``(losses (K,), accuracies (K,) or None)``,
-    float64 on the CPU.
+    float64 on the CPU. Under data parallelism (``group``, see :func:`loss_at`) every rank must
+    pass the same points.
     """
+    out = _evaluate_points(
+        model,
+        loss_fn,
+        data,
+        points,
+        bn_mode=bn_mode,
+        with_accuracy=with_accuracy,
+        compile=compile,
+        batch_size=batch_size,
+        max_batch_bytes=max_batch_bytes,
+        reduction=reduction,
+        batch_size_fn=batch_size_fn,
+        group=group,
+    )
+    return out.losses, out.accuracies
+
+
+@dataclass
+class _Evaluation:
+    """What :func:`_evaluate_points` computed, and over how many ranks' shards."""
+
+    losses: torch.Tensor
+    accuracies: torch.Tensor | None
+    shards: int  # ranks whose data the losses cover (1: this process's data)
+    num_samples: int | None  # target elements of all the data (None: not known)
+
+
+def _evaluate_points(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    points: Iterable[torch.Tensor],
+    *,
+    bn_mode: str,
+    with_accuracy: bool,
+    compile: bool,
+    batch_size: int | None,
+    max_batch_bytes: int,
+    reduction: str | None,
+    batch_size_fn: Callable[[Any], int] | None,
+    group: Any,
+) -> _Evaluation:
     _check_bn_mode(bn_mode, batch_size)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r}: must be a positive integer or None")
@@ -185,17 +251,25 @@ def evaluate_points(
     numels = [p.numel() for p in params]
     device = params[0].device if params else torch.device("cpu")
     step_fn = _compiled_step(model, loss_fn, with_accuracy) if compile else None
+    group_shard = resolve_group(group)
+    sharded: Shard | None = None
+    num_samples = target_elements(data)
 
-    loss_values: list[torch.Tensor] = []
-    acc_values: list[torch.Tensor] = []
+    sums: list[torch.Tensor] = []
     with preserved_state(model), _restored_parameters(params):
         with torch.inference_mode():
             # The memory estimate and the reduction check run in eval mode: no BatchNorm
             # running statistic may move before the points are evaluated.
             set_bn_mode(model, "eval")
-            batches = _materialize(model, objective, data, device, batch_size, max_batch_bytes)
-            mode = _resolve(model, objective, batches)
+            if group_shard is None:
+                batches = _materialize(model, objective, data, device, batch_size, max_batch_bytes)
+                mode = _resolve(model, objective, batches)
+            else:
+                batches, mode, sharded, num_samples = _agree(
+                    group_shard, model, objective, data, device, batch_size, max_batch_bytes
+                )
             set_bn_mode(model, "train" if bn_mode == "ghost" else bn_mode)
+            zero = torch.zeros((), dtype=torch.float64, device=device)
             for theta in points:
                 if theta.numel() != sum(numels):
                     raise InvalidArgumentError(
@@ -204,16 +278,108 @@ def evaluate_points(
                     )
                 _write(params, theta.to(device), numels)
                 loss_sum, weight, correct, count = _evaluate(
-                    model, objective, batches, device, with_accuracy, step_fn, mode == "mean"
+                    model,
+                    objective,
+                    batches,
+                    device,
+                    with_accuracy,
+                    step_fn,
+                    mode == "mean",
+                    allow_empty=sharded is not None,
                 )
-                loss_values.append(loss_sum / weight if mode == "mean" else loss_sum)
-                if with_accuracy:
-                    acc_values.append(correct / count)
-    losses = torch.stack(loss_values).cpu() if loss_values else torch.empty(0, dtype=torch.float64)
-    accs = None
-    if with_accuracy:
-        accs = torch.stack(acc_values).cpu() if acc_values else torch.empty(0, dtype=torch.float64)
-    return losses, accs
+                sums.append(
+                    torch.stack(
+                        [
+                            loss_sum,
+                            weight,
+                            zero if correct is None else correct,
+                            zero if count is None else count,
+                        ]
+                    )
+                )
+    if not sums:
+        empty = torch.empty(0, dtype=torch.float64)
+        return _Evaluation(empty, empty.clone() if with_accuracy else None, 1, num_samples)
+    table = torch.stack(sums)
+    if sharded is not None:  # one all-reduce for every point: Σ over the ranks' shards
+        table = sharded.all_reduce(table, inplace=True)
+    table = table.cpu()
+    losses = table[:, 0] / table[:, 1] if mode == "mean" else table[:, 0]
+    accs = table[:, 2] / table[:, 3] if with_accuracy else None
+    shards = 1 if sharded is None else sharded.world_size
+    return _Evaluation(losses, accs, shards, num_samples)
+
+
+def target_elements(data: Any) -> int | None:
+    """Elements of the target of ``data`` (an ``(x, y)`` pair or a split), else None."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], torch.Tensor):
+        return int(data[1].numel())
+    y = getattr(data, "y", None)
+    if isinstance(y, torch.Tensor):
+        return int(y.numel())
+    return None
+
+
+def _agree(
+    group_shard: Shard,
+    model: nn.Module,
+    objective: Objective,
+    data: Any,
+    device: torch.device,
+    batch_size: int | None,
+    max_batch_bytes: int,
+) -> tuple[Iterable[Any], str, Shard | None, int | None]:
+    """Materialise this rank's shard and agree with the other ranks in one gather: replicated
+    data is evaluated here alone (single-process semantics); sharded data combines by the
+    reduction every rank agrees on.
+
+    Returns:
+        ``(batches, mode, the shard to all-reduce over or None, target elements of all data)``.
+    """
+
+    def local() -> tuple[Iterable[Any], dict[str, Any]]:
+        batches = _materialize(
+            model, objective, data, device, batch_size, max_batch_bytes, allow_empty=True
+        )
+        prints = Fingerprint()
+        head: list[Any] = []
+        total, no_count, seen = 0.0, None, 0
+        for i, b in enumerate(batches):  # one pass (a DataLoader is read once more)
+            prints.add(b)
+            seen += 1
+            if len(head) < 2:
+                head.append(b)
+            if no_count is None:
+                n = objective.count(b)
+                if n is None:
+                    no_count = i
+                else:
+                    total += float(n)
+
+        def evaluate(batch: Any) -> torch.Tensor:
+            return objective.loss(model, move_batch(batch, _device_of(model)))
+
+        report = {
+            "fingerprint": prints.value(),
+            "batches": seen,
+            "counts": None if no_count is not None else [total],
+            "no_count": no_count,
+            "num_samples": target_elements(data),
+            **local_verdict(objective, head, evaluate),
+        }
+        return batches, report
+
+    batches, reports = group_shard.everywhere(local, "loss_at: reading the data")
+    if sum(rep["batches"] for rep in reports) == 0:
+        raise InvalidArgumentError(
+            f"data: the dataset is empty on all {group_shard.world_size} ranks"
+        )
+    if replicated([rep["fingerprint"] for rep in reports]):
+        return batches, _resolve(model, objective, batches), None, target_elements(data)
+    mode, _, _ = agree_reduction(objective, group_shard, reports)
+    sizes = [rep["num_samples"] for rep in reports]
+    num_samples = None if any(n is None for n in sizes) else sum(sizes)
+    return batches, mode, group_shard, num_samples
 
 
 def _resolve(model: nn.Module, objective: Objective, batches: Iterable[Any]) -> str:
@@ -285,8 +451,10 @@ def _materialize(
     device: torch.device,
     batch_size: int | None,
     max_batch_bytes: int,
+    allow_empty: bool = False,
 ) -> Iterable[Any]:
-    """The batches every point is evaluated on, computed once.
+    """The batches every point is evaluated on, computed once (``allow_empty``: an empty shard
+    gives no batches instead of an error).
 
     A single batch or a split becomes a list of views on the model's device (cut to
     ``batch_size`` or the memory bound); a re-iterable (list, DataLoader) is returned as is; a
@@ -311,6 +479,8 @@ def _materialize(
             whole = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
             whole = move_batch(whole, device)
         n = num_rows(whole)
+        if n == 0 and allow_empty:
+            return []
         if n == 0:
             raise InvalidArgumentError("data: the dataset is empty")
         if n is None:
@@ -411,9 +581,11 @@ def _evaluate(
     with_accuracy: bool,
     step_fn: Callable | None,
     mean: bool,
+    allow_empty: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Sums over all batches (float64, on ``device``: no sync per batch): the loss (weighted by
-    each batch's loss terms when ``mean``), the weights, correct predictions, predictions."""
+    each batch's loss terms when ``mean``), the weights, correct predictions, predictions.
+    ``allow_empty``: a shard without batches or terms gives zeros (checked over all ranks)."""
     fn = step_fn if step_fn is not None else _batch_terms
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     weight = torch.zeros((), dtype=torch.float64, device=device)
@@ -435,6 +607,8 @@ def _evaluate(
             correct += ok.double()
             count += n_pred
         seen += 1
+    if allow_empty:
+        return loss_sum, weight, correct, count
     if seen == 0:
         raise InvalidArgumentError("data: the dataset yielded no batches")
     if mean and not bool(weight > 0):

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._defaults import DEFAULT_BN_MODE
+from .._distributed import AUTO
 from .._state import has_batchnorm, preserved_state, set_bn_mode
 from ..errors import ConfigError, InvalidArgumentError
 from ..landscape import evaluate_points
@@ -52,13 +53,16 @@ def grad_at(
     *,
     bn_mode: str = DEFAULT_BN_MODE,
     batch_size: int | None = None,
+    group: Any = AUTO,
 ) -> torch.Tensor:
     """Gradient of the loss over ``data`` at flat parameters ``theta`` (n,), shape (n,).
 
     Any data the curvature layer accepts (``(x, y)``, dict or tuple inputs, Hugging Face batches,
     a :class:`~sgdscope.LossClosure`), with its reduction: the gradient of the mean over all loss
     terms, or of the total for a ``"sum"`` loss — the very function whose Hessian
-    :class:`~sgdscope.curvature.HessianOperator` gives. The model is left unchanged.
+    :class:`~sgdscope.curvature.HessianOperator` gives. The model is left unchanged. Under
+    ``torch.distributed`` (``group``, see :mod:`sgdscope._distributed`) ``data`` is this rank's
+    shard and the gradient is over every rank's data.
     """
     from ..curvature import HessianOperator
 
@@ -72,6 +76,7 @@ def grad_at(
         theta=theta,
         batch_size=batch_size,
         memory_budget=0,
+        group=group,
     )
     return op.gradient().to(dtype=theta.dtype)
 

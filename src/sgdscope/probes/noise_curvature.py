@@ -16,6 +16,7 @@ import torch
 
 from .. import metrics as M
 from .._batching import iter_batches
+from .._distributed import gather_rows
 from ..errors import ConfigError
 from ._functional import per_sample_grads
 from ._registry import register_probe
@@ -109,13 +110,18 @@ class NoiseCurvatureProbe(BasisProbe):
         batches = list(iter_batches(data))
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
-        if self.max_samples is not None and len(y) > self.max_samples:
+
+        def pick(n: int) -> torch.Tensor | None:
+            if self.max_samples is None or n <= self.max_samples:
+                return None
             # A fixed subset (seeded by the probe's seed, not its running generator), so that
             # every measurement sees the same examples.
             gen = torch.Generator().manual_seed(self.seed + 7919)
-            idx, _ = torch.sort(torch.randperm(len(y), generator=gen)[: self.max_samples])
-            x, y = x[idx.to(x.device)], y[idx.to(y.device)]
-        return x, y
+            idx, _ = torch.sort(torch.randperm(n, generator=gen)[: self.max_samples])
+            return idx
+
+        # Data parallelism: the subset of the union of every rank's shard, on every rank.
+        return gather_rows("auto", x, y, pick)
 
     @property
     def eigen_k(self) -> int:

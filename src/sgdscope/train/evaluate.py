@@ -11,25 +11,37 @@ from .._state import preserved_state
 
 
 @torch.inference_mode()
-def _eval_pass(
+def eval_sums(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     split,
     batch_size: int,
     accuracy_fn: Callable[[torch.Tensor, torch.Tensor], float] | None,
-) -> tuple[float, float]:
+) -> torch.Tensor:
+    """float64 ``[Σ loss·n, Σ accuracy·n, Σ n]`` over the batches of ``split`` (n: a batch's
+    target elements) in the model's current mode; the sums of several shards add up."""
     total_loss = torch.zeros((), dtype=torch.float64, device=split.device)
     total_correct = 0.0
     total = 0
     for x, y in split.batches(batch_size):
+        if len(y) == 0:
+            continue
         out = model(x)
         n = y.numel()
         total_loss += loss_fn(out, y).double() * n
         if accuracy_fn is not None:
             total_correct += float(accuracy_fn(out, y)) * n
         total += n
-    loss = float(total_loss / total)
-    acc = total_correct / total if accuracy_fn is not None else float("nan")
+    return torch.stack(
+        [total_loss.cpu(), torch.tensor(total_correct, dtype=torch.float64),
+         torch.tensor(float(total), dtype=torch.float64)]
+    )  # fmt: skip
+
+
+def means(sums: torch.Tensor, with_accuracy: bool) -> tuple[float, float]:
+    """Mean loss and accuracy from :func:`eval_sums` (added over shards)."""
+    loss = float(sums[0] / sums[2])
+    acc = float(sums[1] / sums[2]) if with_accuracy else float("nan")
     return loss, acc
 
 
@@ -47,4 +59,6 @@ def evaluate(
     """
     with preserved_state(model):
         model.eval()
-        return _eval_pass(model, loss_fn, split, batch_size, accuracy_fn)
+        return means(
+            eval_sums(model, loss_fn, split, batch_size, accuracy_fn), accuracy_fn is not None
+        )

@@ -117,7 +117,15 @@ def run(
     Raises:
         ConfigError: invalid config (before any work starts).
         DivergedError: the loss became NaN/inf; the run's status is ``diverged``.
+
+    Under ``torchrun`` (or an initialised ``torch.distributed``) the run is trained over every
+    process, data-parallel: see :mod:`sgdscope.train.distributed`.
     """
+    from .distributed import data_parallel, run_data_parallel
+
+    dp = data_parallel()
+    if dp is not None:
+        return run_data_parallel(dp, config, overrides, out=out, resume=resume)
     if resume:
         if out is None:
             raise SgdscopeError("--resume needs the run directory: pass --out RUN_DIR")
@@ -135,7 +143,13 @@ def run(
 
 
 def resume_run(run_dir: str | Path) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its saved config."""
+    """Continue the run in ``run_dir`` from its last checkpoint, with its saved config (under
+    torchrun: over every process, see :mod:`sgdscope.train.distributed`)."""
+    from .distributed import data_parallel, run_data_parallel
+
+    dp = data_parallel()
+    if dp is not None:
+        return run_data_parallel(dp, out=run_dir, resume=True, must_exist=True)
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise SgdscopeError(f"{str(run_dir)!r} is not a run directory (no {METRICS_FILE})")

@@ -72,6 +72,7 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 12_345)
         kill = os.environ.get(_KILL_ENV)
         self._kill_at = int(kill) if kill else None
+        self.show_progress = cfg.train.progress
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict[str, Any]:
@@ -93,6 +94,17 @@ class Trainer:
     def save(self) -> None:
         self.store.sync()  # the rows a checkpoint covers must be on disk before it is
         save_checkpoint(self.ckpt_dir, self._state())
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.ckpt_dir)
+
+    # Hooks a data-parallel trainer (train/distributed.py) overrides.
+    def _probe_data(self) -> Any:
+        """The data the probes and the eigenbasis measure on."""
+        return self.parts.data
+
+    def _after_update(self) -> None:
+        """Called right after ``optimizer.step()``."""
 
     def _restore(self, state: dict[str, Any]) -> None:
         p = self.parts
@@ -152,21 +164,22 @@ class Trainer:
     def fit(self) -> str:
         """Train to the end; returns the final status (``finished``)."""
         p = self.parts
-        state = load_checkpoint(self.ckpt_dir) if self.resume else None
+        state = self._load_checkpoint() if self.resume else None
+        data = self._probe_data()
         if state is not None:
             self._restore(state)
-            p.probes.on_train_start(p.model, p.data, loss_fn=p.loss_fn, optimizer=p.optimizer)
+            p.probes.on_train_start(p.model, data, loss_fn=p.loss_fn, optimizer=p.optimizer)
         else:
             self.store.truncate_after(0)
             first = Measurement(dict(self._evaluate()))
             first.scalars[M.EPOCHS_DONE] = 0.0
             first.update(
-                p.probes.on_train_start(p.model, p.data, loss_fn=p.loss_fn, optimizer=p.optimizer)
+                p.probes.on_train_start(p.model, data, loss_fn=p.loss_fn, optimizer=p.optimizer)
             )
             self.store.write_step(0, 0, first.scalars, first.arrays)
             self.save()
         self.store.set_status("running")
-        progress = _Progress(p.total_steps, enabled=self.cfg.train.progress)
+        progress = _Progress(p.total_steps, enabled=self.show_progress)
         progress.advance(self.step)
         try:
             while self.step < p.total_steps:
@@ -191,21 +204,13 @@ class Trainer:
         lr = float(p.schedule(t))
         for g in p.optimizer.param_groups:
             g["lr"] = lr
-        if p.full_batch:
-            batch = None
-            loss_t = self._gradient(None, None)
-        else:
-            idx = self.perm[
-                self.step_in_epoch * p.batch_size : (self.step_in_epoch + 1) * p.batch_size
-            ]
-            batch = p.data.train.index(idx)
-            if p.data.train.transform is not None:
-                batch = (p.data.train.transform(batch[0], self.data_gen), batch[1])
-            loss_t = self._gradient(*batch)
+        batch = self._next_batch()
+        loss_t = self._gradient(None, None) if batch is None else self._gradient(*batch)
         loss = float(loss_t)
         if not math.isfinite(loss):
             self._diverge(t, loss)
         p.optimizer.step()
+        self._after_update()
         epoch_end = self.step_in_epoch == p.steps_per_epoch - 1 or t == p.total_steps - 1
         # The probe runner reads g_t from .grad, θ_{t+1} from the model, θ_t from its last call.
         m = p.probes.after_step(p.model, batch, loss, p.optimizer, lr=lr, epoch_end=epoch_end)
@@ -232,6 +237,17 @@ class Trainer:
         if self._kill_at is not None and t == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return loss
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The step's mini-batch (augmented), or None for a full-batch step."""
+        p = self.parts
+        if p.full_batch:
+            return None
+        start = self.step_in_epoch * p.batch_size
+        batch = p.data.train.index(self.perm[start : start + p.batch_size])
+        if p.data.train.transform is not None:
+            batch = (p.data.train.transform(batch[0], self.data_gen), batch[1])
+        return batch
 
     def _diverge(self, step: int, value: float) -> None:
         self.store.set_status(

@@ -64,6 +64,22 @@ ALLOWED: dict[str, set[str]] = {
     "recipes": {"errors", "_registry", "config"},
     "report": {"errors", "_version", "metrics", "config", "store", "sweep", "recipes"},
     "api": {"errors", "config", "recipes", "store", "train"},
+    # the cost plan: counts a config's work (train, probes) and times it on the run's own code
+    "planner": {
+        "errors",
+        "config",
+        "recipes",
+        "data",
+        "models",
+        "losses",
+        "optim",
+        "probes",
+        "eigenbasis",
+        "curvature",
+        "landscape",
+        "store",
+        "train",
+    },
 }
 
 

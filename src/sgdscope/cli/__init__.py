@@ -14,6 +14,7 @@ from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_
 from .data_cmd import app as data_app
 from .demo_cmd import demo
 from .export_cmd import export
+from .plan_cmd import plan
 from .report_cmd import report
 
 app = typer.Typer(
@@ -306,6 +307,7 @@ app.add_typer(data_app, name="data", help="List and download datasets.")
 app.command("report")(report)
 app.command("demo")(demo)
 app.command("export")(export)
+app.command("plan")(plan)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -591,7 +591,8 @@ class Calibration:
 def import_seconds() -> float:
     """Seconds a fresh interpreter takes to start and import what ``sgdscope run`` imports
     (measured now, in a subprocess: the start-up every run pays)."""
-    code = "import sgdscope.cli, sgdscope.train, sgdscope.probes, sgdscope.store"
+    # torch._dynamo: the first optimizer step of a run imports it (seconds on a loaded CPU).
+    code = "import sgdscope.cli, sgdscope.train, sgdscope.probes, sgdscope.store, torch._dynamo"
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
     seconds = time.perf_counter() - t

@@ -119,3 +119,15 @@ def test_cli_plan_counts_only(capsys):
     assert "b-walk-sgd (paper variant), 1 run" in out
     assert "cifar10: 45000 train / 5000 val / 10000 test" in out and "absent here" in out
     assert "the walk" in out and "1800 steps × 11 points over 45000 train examples" in out
+
+
+def test_readme_plan_example_runs(capsys):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "ss.plan(" in b
+    ]
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("lr=0.05 45000 ")

@@ -210,7 +210,6 @@ class Calibration:
         opt = self.optimizer(cfg)
         train = self.data.train
         transform = train.transform if cfg.data.augment else None
-        saved = [p.detach().clone() for p in self.model.parameters()]
         lr = cfg.optim.lr
 
         def step(m: int) -> None:
@@ -227,15 +226,12 @@ class Calibration:
             float(loss.detach())
             opt.step()
 
-        cost = self._fit(step, rows, max_s=self._share(0.08))
-        # The steps moved θ (what the warm refresh needs); keep the trained θ for that, but no
-        # optimizer state leaks into other units.
-        del saved
-        return cost
+        # The steps move θ: the warm refresh then starts from a θ that training has moved.
+        return self._fit(step, rows, max_s=self._share(0.08))
 
-    def grad_pass(self, rows_per_call: int, bn_mode: str | None = None) -> RowCost:
+    def grad_pass(self, rows_per_call: int) -> RowCost:
         """Forward and backward (no update) over ``rows_per_call`` examples."""
-        key = ("grad", rows_per_call, bn_mode)
+        key = ("grad", rows_per_call)
         return self._cached(key, lambda: self._grad_pass(rows_per_call))
 
     def _grad_pass(self, rows: int) -> RowCost:
@@ -445,7 +441,7 @@ class Calibration:
         sub = rows
         if guess * per_product(rows) > allowed and per_product.per_row > 0:
             sub = int((allowed / guess - per_product.per_call) / per_product.per_row)
-            sub = max(min(rows, 16), min(rows, sub))
+            sub = max(min(rows, 4), min(rows, sub))
         x, y = self._basis_data(cfg, sub)
         options = eo.model_dump()
         options.update(every=10**9, data="probe")

@@ -307,6 +307,7 @@ def _peak_memory(cfg: RunConfig, sizes: DataSizes, work: Workload, cal: Calibrat
     elem = torch.empty((), dtype=cal.dtype).element_size()
     n = cal.n_params
     opt_state = n if cfg.optim.momentum else 0
+    # parameters and gradients, and the probe runner's flat θ₀, θ_t, θ_{t+1}, g_t, g_{t-1}
     static = cal.data_bytes(sizes) + n * elem * (2 + 5) + opt_state * elem
     if cfg.eigenbasis is not None:
         k = cfg.eigenbasis.k + 1

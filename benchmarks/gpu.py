@@ -9,7 +9,7 @@
 
 Data are synthetic tensors of CIFAR-10's shapes (3 × 32 × 32, 10 classes): the timings do not
 depend on the values. On a machine without a GPU, ``--device cpu --small`` runs every part at a
-reduced size (32 examples, a 256-example walk, Lanczos capped at 24 products) to check the
+reduced size (8 examples, a 256-example walk, Lanczos capped at 12 products) to check the
 script; its figures are then only a smoke test.
 
 Run:  python benchmarks/gpu.py [--device cuda] [--small] [--no-tests] [--out results.md]
@@ -79,7 +79,7 @@ def hvp_figures(name: str, n: int, device: torch.device, max_iter: int | None) -
     _sync(device)
     reps = 0
     t = time.perf_counter()
-    while reps < 3 or (time.perf_counter() - t < 5.0 and reps < 50):
+    while reps < 2 or (time.perf_counter() - t < 5.0 and reps < 50):
         op.matvec(v)
         reps += 1
     _sync(device)
@@ -176,8 +176,8 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: run with --device cpu --small to check the script")
     started = time.perf_counter()
-    n_hvp, n_walk = (32, 256) if args.small else (2560, 45_000)
-    max_iter = 24 if args.small else None
+    n_hvp, n_walk = (8, 256) if args.small else (2560, 45_000)
+    max_iter = 12 if args.small else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     head = (
         f"device: {name}; torch {torch.__version__}; sgdscope {ss.__version__}; "

@@ -53,6 +53,7 @@ def test_mistakes_are_refused():
 
 
 def _measured(config: dict, tmp_path: Path) -> float:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
     env = dict(os.environ, OMP_NUM_THREADS="1")

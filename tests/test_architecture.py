@@ -80,7 +80,23 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "sweep",
         "train",
-        "plan",
+        "planner",
+    },
+    # the cost plan: counts a config's work (train, probes) and times it on the run's own code
+    "planner": {
+        "errors",
+        "config",
+        "recipes",
+        "data",
+        "models",
+        "losses",
+        "optim",
+        "probes",
+        "eigenbasis",
+        "curvature",
+        "landscape",
+        "store",
+        "train",
     },
 }
 

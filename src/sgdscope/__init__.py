@@ -32,6 +32,10 @@ _EXPORTS: dict[str, str] = {
     "resume_run": ".train",
     "load_sweep": ".sweep",
     "run_sweep": ".sweep",
+    # the cost plan
+    "plan": ".planner",
+    "Plan": ".planner",
+    "RunPlan": ".planner",
     # curvature
     "EigenResult": ".curvature",
     "EmpiricalFisherOperator": ".curvature",
@@ -117,6 +121,7 @@ _SUBPACKAGES = (
     "losses",
     "models",
     "optim",
+    "planner",
     "probes",
     "report",
     "store",
@@ -205,6 +210,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         ProjectedSGD,
         estimate_noise_sigma,
     )
+    from .planner import Plan, RunPlan, plan  # noqa: F401
     from .probes import (  # noqa: F401
         AlignmentProbe,
         BatchSharpnessProbe,

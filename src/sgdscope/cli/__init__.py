@@ -14,6 +14,7 @@ from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_
 from .data_cmd import app as data_app
 from .demo_cmd import demo
 from .export_cmd import export
+from .plan_cmd import plan
 from .report_cmd import report
 from .reproduce_cmd import reproduce
 
@@ -330,6 +331,7 @@ app.command("report")(report)
 app.command("demo")(demo)
 app.command("export")(export)
 app.command("reproduce")(reproduce)
+app.command("plan")(plan)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,10 +108,11 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         p = self.parts
-        dev = p.device
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
-        p.probes.load_state_dict(_to(state["probes"], dev))
+        # Left on the CPU: each consumer moves its own tensors to the model's device, and the
+        # generator states among them must stay CPU ByteTensors (Generator.set_state).
+        p.probes.load_state_dict(state["probes"])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
@@ -258,16 +259,6 @@ class Trainer:
             f"(lr={self.cfg.optim.lr}); metrics up to step {step - 1} are kept in {self.run_dir}",
             step,
         )
-
-
-def _to(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to(v, device) for v in obj]
-    return obj
 
 
 class _Progress:

@@ -82,7 +82,10 @@ _EXPORTS: dict[str, str] = {
     "DivergedError": ".errors",
     "EigenvectorsUnavailableError": ".errors",
     "InvalidArgumentError": ".errors",
+    "RunInterrupted": ".errors",
+    "RunLockedError": ".errors",
     "SgdscopeError": ".errors",
+    "StorageError": ".errors",
 }
 
 _SUBPACKAGES = (
@@ -151,7 +154,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         DivergedError,
         EigenvectorsUnavailableError,
         InvalidArgumentError,
+        RunInterrupted,
+        RunLockedError,
         SgdscopeError,
+        StorageError,
     )
     from .landscape import (  # noqa: F401
         InterpolationResult,

@@ -1,15 +1,35 @@
-"""Shared pieces of CLI output: tables of runs and metrics."""
+"""Shared pieces of CLI output: tables of runs and metrics, printed without cutting names."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from ..store import Run
+if TYPE_CHECKING:
+    from ..store import Run
 
 console = Console(soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """Print a table whole: never an ellipsis in a name.
+
+    On a terminal, long cells fold onto more lines within its width; into a pipe or a file (no
+    width to respect), the table takes the width it needs, so ``grep`` sees every name whole.
+    """
+    for col in table.columns:
+        col.overflow = "fold"
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = Console(width=100_000, soft_wrap=True)
+    need = wide.measure(table).maximum
+    Console(width=max(need, 80), soft_wrap=True).print(table)
+
 
 KEY_METRICS = (
     "train_loss",
@@ -31,16 +51,35 @@ def fmt(v: float | None) -> str:
     return str(v)
 
 
-def runs_table(runs: list[Run]) -> Table:
+def _label(run: Run, root: Path | None) -> str:
+    if root is not None:
+        try:
+            rel = run.path.relative_to(root)
+            return str(rel) if str(rel) != "." else run.name
+        except ValueError:
+            pass
+    return run.name
+
+
+def runs_table(runs: list[Run], root: Path | None = None) -> Table:
+    """One row per run: its path relative to ``root``, status, steps and last metrics.
+
+    A run that cannot be read (damaged store) still gets its row, with what is known.
+    """
     t = Table(title=None, show_lines=False)
     for col in ("run", "status", "steps", "train_loss", "val_acc", "test_acc"):
         t.add_column(col)
     for r in runs:
         info = r.info
-        last = r.last()
+        try:
+            last = r.last() if info["status"] != "damaged" else {}
+        except Exception:  # a store readable for its status but not its rows
+            last = {}
+        unreadable = ", ".join(p.split()[0] for p in r.problems)
+        status = info["status"] + (f" ({unreadable} unreadable)" if unreadable else "")
         t.add_row(
-            r.name,
-            info["status"],
+            _label(r, root),
+            status,
             fmt(info.get("last_step")),
             fmt(last.get("train_loss")),
             fmt(last.get("val_acc")),

@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..errors import StorageError
 
 STATUSES = ("created", "running", "finished", "diverged", "failed", "interrupted")
 
@@ -70,27 +73,64 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
+def storage_error(e: sqlite3.Error, what: str, path: str | Path) -> StorageError | None:
+    """The one-line :class:`StorageError` for SQLite's full-disk / read-only / damaged errors."""
+    msg = str(e).lower()
+    run_dir = Path(path).parent
+    if "full" in msg:
+        return StorageError(
+            f"no space left on the device while {what} ({run_dir}): free some space, then "
+            f"continue with `sgdscope resume {run_dir}`"
+        )
+    if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+        return StorageError(
+            f"cannot write {Path(path).name} in {run_dir} while {what} ({e}): make the folder "
+            "writable (or copy the run somewhere writable) and run the command there"
+        )
+    if "not a database" in msg or "malformed" in msg:
+        return StorageError(
+            f"{path} is damaged ({e}); the run's metrics cannot be read or extended"
+        )
+    return None
+
+
+@contextmanager
+def _guarded(what: str, path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as e:
+        err = storage_error(e, what, path)
+        if err is None:
+            raise
+        raise err from None
+
+
 class MetricsStore:
-    """Writer for ``metrics.sqlite``. Use :meth:`write_step` once per step (one transaction)."""
+    """Writer for ``metrics.sqlite``. Use :meth:`write_step` once per step (one transaction).
+
+    A full disk, a read-only folder or a damaged file raise :class:`~sgdscope.errors.StorageError`
+    with one line saying what to do (the step in flight is rolled back).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.con = connect(self.path)
-        self.con.executescript(_SCHEMA)
-        if self.con.execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0:
-            self.con.execute(
-                "INSERT INTO run (id, status, created) VALUES (1, 'created', ?)", (time.time(),)
+        with _guarded("opening the metrics store", self.path):
+            self.con = connect(self.path)
+            self.con.executescript(_SCHEMA)
+            if self.con.execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0:
+                self.con.execute(
+                    "INSERT INTO run (id, status, created) VALUES (1, 'created', ?)", (time.time(),)
+                )
+            self.seq = int(
+                self.con.execute(
+                    "SELECT MAX(m) FROM (SELECT COALESCE(MAX(seq), 0) AS m FROM scalars "
+                    "UNION ALL SELECT COALESCE(MAX(seq), 0) FROM arrays)"
+                ).fetchone()[0]
+                or 0
             )
-        self.seq = int(
-            self.con.execute(
-                "SELECT MAX(m) FROM (SELECT COALESCE(MAX(seq), 0) AS m FROM scalars "
-                "UNION ALL SELECT COALESCE(MAX(seq), 0) FROM arrays)"
-            ).fetchone()[0]
-            or 0
-        )
 
     def set_meta(self, values: Mapping[str, Any]) -> None:
-        with self.con:
+        with _guarded("writing the run's facts", self.path), self.con:
             self.con.execute("BEGIN")
             self.con.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -126,7 +166,8 @@ class MetricsStore:
         if diverged_step is not None:
             sets.append("diverged_step = ?")
             args.append(diverged_step)
-        self.con.execute(f"UPDATE run SET {', '.join(sets)} WHERE id = 1", args)
+        with _guarded(f"recording status {status!r}", self.path):
+            self.con.execute(f"UPDATE run SET {', '.join(sets)} WHERE id = 1", args)
 
     def write_step(
         self,
@@ -146,6 +187,12 @@ class MetricsStore:
         for k, v in arrays.items():
             a = _to_numpy(v)
             arows.append((step, epoch, k, a.dtype.str, json.dumps(list(a.shape)), a.tobytes(), seq))
+        with _guarded(f"writing the metrics of step {step}", self.path):
+            self._write(seq, srows, arows, step)
+        self.seq = seq
+        return seq
+
+    def _write(self, seq: int, srows: list[tuple], arows: list[tuple], step: int) -> None:
         self.con.execute("BEGIN IMMEDIATE")
         try:
             self.con.executemany(
@@ -159,21 +206,22 @@ class MetricsStore:
             self.con.execute("UPDATE run SET last_step = ? WHERE id = 1", (step,))
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
             raise
-        self.seq = seq
-        return seq
 
     def sync(self) -> None:
         """Make every committed step durable on disk (called before each checkpoint)."""
-        self.con.execute("PRAGMA wal_checkpoint(FULL)")
+        with _guarded("syncing the metrics to disk", self.path):
+            self.con.execute("PRAGMA wal_checkpoint(FULL)")
 
     def truncate_after(self, seq: int) -> int:
         """Delete rows written after transaction ``seq`` (resume); returns the number deleted."""
-        self.con.execute("BEGIN IMMEDIATE")
-        n = self.con.execute("DELETE FROM scalars WHERE seq > ?", (seq,)).rowcount
-        n += self.con.execute("DELETE FROM arrays WHERE seq > ?", (seq,)).rowcount
-        self.con.execute("COMMIT")
+        with _guarded("removing rows after the checkpoint", self.path):
+            self.con.execute("BEGIN IMMEDIATE")
+            n = self.con.execute("DELETE FROM scalars WHERE seq > ?", (seq,)).rowcount
+            n += self.con.execute("DELETE FROM arrays WHERE seq > ?", (seq,)).rowcount
+            self.con.execute("COMMIT")
         self.seq = seq
         return n
 

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
-from ..errors import DivergedError
+from ..errors import DivergedError, RunInterrupted
 from ..probes import Measurement, ProbeContext, flat_grads, flat_params
 from ..store import CHECKPOINT_DIR, METRICS_FILE, MetricsStore
+from ._signals import stop_requested
 from .build import Parts, build_parts
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .evaluate import evaluate
@@ -48,6 +49,8 @@ class Trainer:
         resume: continue from the last checkpoint (rows written after it are replaced).
         store: the run's open metrics store (default: open ``run_dir/metrics.sqlite``); the
             caller that passes one closes it.
+        parts: the run's parts, already built from ``cfg`` (the runner builds them before it
+            creates the run directory, so a rejected config leaves nothing behind).
     """
 
     def __init__(
@@ -57,11 +60,12 @@ class Trainer:
         *,
         resume: bool = False,
         store: MetricsStore | None = None,
+        parts: Parts | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.parts: Parts = build_parts(cfg)
+        self.parts: Parts = parts if parts is not None else build_parts(cfg)
         self.store = store if store is not None else MetricsStore(self.run_dir / METRICS_FILE)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
         self.shared: dict[str, Any] = {}
@@ -195,6 +199,9 @@ class Trainer:
         progress.advance(self.step)
         try:
             while self.step < p.total_steps:
+                if stop_requested() is not None:  # SIGINT / SIGTERM: end after the step done
+                    self.save()
+                    raise RunInterrupted(stop_requested(), str(self.run_dir), self.step, True)
                 if self.step_in_epoch == 0 or self.perm is None:
                     self.perm = (
                         None

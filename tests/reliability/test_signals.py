@@ -1,0 +1,157 @@
+"""SIGTERM / SIGINT end a run cleanly after the step in flight; a second one stops at once;
+Ctrl-C during start-up prints no traceback; a killed run shows as ``stale``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from sgdscope.errors import RunInterrupted
+from sgdscope.store import load_run
+from sgdscope.train import run
+from sgdscope.train._signals import stop_requested, stop_signals
+from sgdscope.train.checkpoint import find_checkpoint
+
+from ._helpers import (
+    assert_same_run,
+    cli,
+    long_config,
+    spawn,
+    stderr_lines,
+    stop,
+    wait_for_step,
+    write_config,
+)
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_first_signal_sets_the_flag_second_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    with stop_signals("runs/x") as st, st.graceful():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+        assert stop_requested() == signal.SIGTERM
+        with pytest.raises(RunInterrupted) as info:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    e = info.value
+    assert (e.signum, e.graceful, e.run_dir, e.exit_code) == (signal.SIGINT, False, "runs/x", 130)
+    assert "resume with `sgdscope resume runs/x`" in str(e)
+    assert stop_requested() is None
+    assert signal.getsignal(signal.SIGINT) is before  # the previous handler is back
+
+
+def test_outside_the_loop_a_signal_stops_at_once():
+    with pytest.raises(RunInterrupted) as info, stop_signals(None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    assert info.value.exit_code == 143
+    assert "before the run started: nothing was written" in str(info.value)
+
+
+def test_interruption_pickles_for_sweep_workers():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(RunInterrupted(15, "r", 7, True)))
+    assert (e.signum, e.run_dir, e.step, e.graceful) == (15, "r", 7, True)
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def _finite_config(steps: int = 3000):
+    cfg = long_config()
+    cfg["train"].update(steps=steps, checkpoint_every=40)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run(_finite_config(), out=tmp_path_factory.mktemp("ref") / "ref")
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
+def test_signal_ends_after_the_step_then_resume_is_identical(
+    tmp_path, reference, capsys, sig, code
+):
+    cfg = write_config(tmp_path / "c.yaml", _finite_config())
+    out = tmp_path / "r"
+    proc = spawn(["run", cfg, "--out", out])
+    wait_for_step(out, 100, proc)
+    rc, _, err = stop(proc, sig)
+    assert rc == code, err
+    assert "Traceback" not in err
+    last = stderr_lines(err)[-1]
+    name = signal.Signals(sig).name
+    assert last.startswith(f"interrupted by {name} at step ")
+    assert last.endswith(f"resume with `sgdscope resume {out}`")
+    r = load_run(out)
+    assert r.status == "interrupted"
+    step = int(last.split(" at step ")[1].split()[0])
+    # The final checkpoint covers every update done: updates 0..step-1 are all in the store.
+    assert r.scalar("batch_loss").index.max() == step - 1
+    assert cli(["resume", out]) == 0
+    assert_same_run(out, reference)
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_stops_at_once(tmp_path):
+    # Slow steps (a 20-eigenvalue Lanczos on ~3k parameters each step): the second Ctrl-C lands
+    # inside a step.
+    cfg = long_config(model__options__widths=[256])
+    cfg["probes"] = [{"name": "sharpness", "every": 1, "options": {"k": 20, "tol": 1e-8}}]
+    out = tmp_path / "r"
+    proc = spawn(["run", write_config(tmp_path / "c.yaml", cfg), "--out", out])
+    wait_for_step(out, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    assert "stopping after the step in flight" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert stderr_lines(err)[-1].endswith(f"(at once): resume with `sgdscope resume {out}`")
+    assert load_run(out).status == "interrupted"
+    assert find_checkpoint(out / "checkpoints").path is not None  # resumable from the last one
+
+
+@pytest.mark.parametrize("delay", [0.4, pytest.param(1.5, marks=pytest.mark.slow)])
+def test_ctrl_c_during_start_up_prints_one_line_and_leaves_nothing(tmp_path, delay):
+    cfg = write_config(tmp_path / "c.yaml", long_config())
+    out = tmp_path / "r"
+    proc = spawn(["run", cfg, "--out", out])
+    time.sleep(delay)
+    rc, _, err = stop(proc, signal.SIGINT)
+    assert "Traceback" not in err
+    lines = stderr_lines(err)
+    if out.exists() and (out / "metrics.sqlite").exists():  # the machine was faster: it ran
+        assert rc == 130 and lines[-1].startswith("interrupted by SIGINT")
+        return
+    assert rc == 130, err
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+    assert not out.exists()
+
+
+def test_killed_run_is_stale_in_ls_and_show_and_resumes(tmp_path, capsys):
+    cfg = _finite_config(steps=600)
+    out = tmp_path / "runs" / "r"
+    proc = spawn(["run", write_config(tmp_path / "c.yaml", cfg), "--out", out])
+    wait_for_step(out, 60, proc)
+    assert load_run(out).status == "running"
+    rc, _, _ = stop(proc, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    assert load_run(out).info["stored_status"] == "running"
+    capsys.readouterr()
+    assert cli(["ls", tmp_path / "runs"]) == 0
+    assert "stale" in capsys.readouterr().out
+    assert cli(["show", out]) == 0
+    assert "status: stale" in capsys.readouterr().out
+    # The lock the dead process held is free: resume takes it over and finishes.
+    assert cli(["resume", out]) == 0
+    assert load_run(out).status == "finished"

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from sgdscope._signals import stop_requested, stop_signals
 from sgdscope.errors import RunInterrupted
 from sgdscope.store import load_run
 from sgdscope.train import run
-from sgdscope.train._signals import stop_requested, stop_signals
 from sgdscope.train.checkpoint import find_checkpoint
 
 from ._helpers import (
@@ -63,7 +63,7 @@ def test_interruption_pickles_for_sweep_workers():
 # --------------------------------------------------------------------------- real processes
 
 
-def _finite_config(steps: int = 3000):
+def _finite_config(steps: int = 1200):
     cfg = long_config()
     cfg["train"].update(steps=steps, checkpoint_every=40)
     return cfg
@@ -84,7 +84,7 @@ def test_signal_ends_after_the_step_then_resume_is_identical(
     cfg = write_config(tmp_path / "c.yaml", _finite_config())
     out = tmp_path / "r"
     proc = spawn(["run", cfg, "--out", out])
-    wait_for_step(out, 100, proc)
+    wait_for_step(out, 60, proc)
     rc, _, err = stop(proc, sig)
     assert rc == code, err
     assert "Traceback" not in err
@@ -155,3 +155,70 @@ def test_killed_run_is_stale_in_ls_and_show_and_resumes(tmp_path, capsys):
     # The lock the dead process held is free: resume takes it over and finishes.
     assert cli(["resume", out]) == 0
     assert load_run(out).status == "finished"
+
+
+# --------------------------------------------------------------------------- lost interrupts
+
+
+class _InterruptInFinalizer:
+    def __del__(self):
+        raise KeyboardInterrupt  # as if Ctrl-C landed while Python ran this finaliser
+
+
+def test_interrupt_dropped_in_a_finalizer_is_recorded(capsys):
+    from sgdscope._signals import catch_lost_interrupts, take_lost_interrupt
+
+    with catch_lost_interrupts():
+        obj = _InterruptInFinalizer()
+        del obj  # CPython would print "Exception ignored in ..." and go on
+        assert stop_requested() == signal.SIGINT
+        assert take_lost_interrupt() == signal.SIGINT
+        assert stop_requested() is None
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_cli_reports_a_dropped_interrupt_with_130(capsys):
+    from sgdscope._signals import catch_lost_interrupts
+    from sgdscope.cli._errors import run_guarded
+
+    def command():
+        obj = _InterruptInFinalizer()
+        del obj
+        return 0
+
+    with catch_lost_interrupts():
+        assert run_guarded(command) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_run_honours_a_dropped_interrupt_before_creating_anything(tmp_path):
+    from sgdscope._signals import catch_lost_interrupts
+
+    with catch_lost_interrupts(), pytest.raises(RunInterrupted) as info:
+        obj = _InterruptInFinalizer()
+        del obj
+        run(long_config(), out=tmp_path / "r")
+    assert info.value.run_dir is None and not (tmp_path / "r").exists()
+    assert stop_requested() is None  # honoured once: a later run in this process is not hit
+
+
+def test_interrupt_inside_a_string_exec_still_exits_130(tmp_path):
+    # CPython quirk: under `python -m`, a KeyboardInterrupt that ended a string exec (as in
+    # dataclasses during imports) turns any exit into a death by SIGINT unless cleared.
+    mod = tmp_path / "ki_in_exec.py"
+    mod.write_text(
+        "import sys\n"
+        "from sgdscope.cli._errors import run_guarded\n"
+        "sys.exit(run_guarded(lambda: exec('raise KeyboardInterrupt', {})))\n"
+    )
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "ki_in_exec"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (p.returncode, p.stderr) == (130, "interrupted\n")

@@ -208,7 +208,8 @@ def show(
     r = load_run(run_dir)
     info = r.info
     console.print(
-        f"[bold]{r.path}[/bold]  status: {_status_text(info)}  last step: {info.get('last_step')}",
+        f"[bold]{r.path}[/bold]  status: {_status_text(info, r.holder)}  "
+        f"last step: {info.get('last_step')}",
         highlight=False,
     )
     if info.get("error"):
@@ -221,9 +222,9 @@ def show(
         print_table(metrics_table(r))
 
 
-def _status_text(info: dict) -> str:
+def _status_text(info: dict, holder: dict | None) -> str:
     status = info["status"]
-    holder = info.get("holder") or {}
+    holder = holder or {}
     if status == "stale":
         return (
             f"stale (stored as {info.get('stored_status')}, but no process holds the run: it "

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from .._signals import forget_unhandled_keyboard_interrupt, take_lost_interrupt
 from ..errors import DivergedError, RunInterrupted, SgdscopeError
 
 EXIT_USER_ERROR = 2
@@ -52,6 +53,7 @@ def interruptible(fn: Callable[[], T]) -> T:
 
 
 def _interrupted(e: KeyboardInterrupt) -> int:
+    forget_unhandled_keyboard_interrupt()
     if isinstance(e, RunInterrupted):
         print(one_line(str(e)), file=sys.stderr)
         return e.exit_code
@@ -83,6 +85,7 @@ def run_guarded(fn: Callable[[], Any]) -> int:
     except typer.Exit as e:
         return int(e.exit_code)
     except typer.Abort:
+        forget_unhandled_keyboard_interrupt()
         print("aborted", file=sys.stderr)
         return EXIT_SIGINT
     except KeyboardInterrupt as e:
@@ -105,6 +108,11 @@ def run_guarded(fn: Callable[[], Any]) -> int:
         return EXIT_FAILED
     if isinstance(rv, int) and not isinstance(rv, bool) and rv:
         if rv == EXIT_SIGINT:  # typer's answer to a Ctrl-C it caught itself
+            forget_unhandled_keyboard_interrupt()
             print("interrupted", file=sys.stderr)
         return rv
+    lost = take_lost_interrupt()
+    if lost is not None:  # a Ctrl-C Python dropped: the command ran on, but say so
+        print("interrupted", file=sys.stderr)
+        return 128 + lost
     return 0

@@ -97,7 +97,7 @@ class Run:
     @property
     def info(self) -> dict[str, Any]:
         """status (see the class doc), created, started, finished, last_step, error, ...;
-        ``stored_status`` is the status as written, ``holder`` the live writer (or None)."""
+        ``stored_status`` is the status as written in the store."""
         keys = ("status", "created", "started", "finished", "last_step", "error", "diverged_step")
         try:
             rows = self._query(
@@ -110,10 +110,15 @@ class Run:
             dict(zip(keys, rows[0], strict=True)) if rows else {"status": "unknown"}
         )
         info["stored_status"] = info["status"]
-        info["holder"] = lock_holder(self.path)
-        if info["status"] in _LIVE and info["holder"] is None:
+        if info["status"] in _LIVE and self.holder is None:
             info["status"] = "stale"
         return info
+
+    @property
+    def holder(self) -> dict[str, Any] | None:
+        """The live process writing this run — ``{"pid", "host", "command", "since"}`` — or
+        None when none is (finished, or its process died)."""
+        return lock_holder(self.path)
 
     @property
     def status(self) -> str:

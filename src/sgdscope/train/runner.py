@@ -11,7 +11,7 @@ The order of things is what makes a run safe to start, stop and restart:
    is set aside) and refuses, rather than restarting from step 0, when metrics exist but no
    checkpoint does;
 4. SIGINT / SIGTERM end the run after the step in flight with a final checkpoint
-   (:mod:`sgdscope.train._signals`); a full disk or a read-only folder ends it with one line
+   (:mod:`sgdscope._signals`); a full disk or a read-only folder ends it with one line
    (:class:`~sgdscope.errors.StorageError`), its status recorded where the disk allows.
 """
 
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import yaml
 
+from .._signals import raise_if_stop_requested, stop_signals
 from ..config import RunConfig, dump_config, load_config
 from ..errors import (
     ConfigError,
@@ -43,7 +44,6 @@ from ..errors import (
 )
 from ..store import CHECKPOINT_DIR, CONFIG_FILE, META_FILE, METRICS_FILE, MetricsStore, is_run_dir
 from ..store._lock import RunLock, storage_error
-from ._signals import stop_signals
 from ._validate import check_option_types, check_parts
 from .build import Parts, build_parts
 from .checkpoint import CHECKPOINT_NAME, find_checkpoint, remove_temp_files
@@ -337,6 +337,7 @@ def run(
             )
         return resume_run(out, device=device)
     parts = prepare(cfg)
+    raise_if_stop_requested(None)  # a Ctrl-C that Python dropped while we were building
     run_dir, lock, created = _claim_new_dir(cfg, out)
     try:
         with stop_signals(str(run_dir)) as stop:
@@ -345,6 +346,7 @@ def run(
                 (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
                 (run_dir / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
                 store = _open_store(run_dir)
+                raise_if_stop_requested(None)
             except BaseException as e:
                 _undo_new_dir(run_dir, created)
                 if isinstance(e, RunInterrupted):
@@ -382,6 +384,7 @@ def resume_run(run_dir: str | Path, *, device: str | None = None) -> Path:
         if device is not None:
             cfg = load_config(cfg.model_dump(mode="json"), [f"device={device}"])
         parts = prepare(cfg)
+        raise_if_stop_requested(str(run_dir))
         _check_checkpoints(run_dir)
         return _train(cfg, run_dir, parts, _open_store(run_dir), stop, resume=True)
 

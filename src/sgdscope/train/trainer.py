@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
+from .._signals import stop_requested
 from ..config import RunConfig
 from ..errors import DivergedError, RunInterrupted
 from ..probes import Measurement, ProbeContext, flat_grads, flat_params
 from ..store import CHECKPOINT_DIR, METRICS_FILE, MetricsStore
-from ._signals import stop_requested
 from .build import Parts, build_parts
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .evaluate import evaluate

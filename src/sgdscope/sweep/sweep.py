@@ -1,7 +1,9 @@
 """Run a grid of configs into one sweep directory and summarise it as a pandas frame.
 
 A sweep directory holds ``sweep.yaml`` (base config, grid, overrides), ``runs/<point-name>/``
-(ordinary run directories) and ``summary.csv`` (one row per run). Re-running a sweep skips runs
+(ordinary run directories), ``summary.csv`` (one row per run) and, when points were rejected
+before they could start (a config error found while building them: no run directory is made),
+``rejected.yaml`` with each such point's error. Re-running a sweep skips runs
 already finished, resumes runs that were killed, and records a failed run without stopping the
 others.
 """
@@ -24,6 +26,7 @@ from .executors import EXECUTORS
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
+REJECTED_FILE = "rejected.yaml"
 FINAL_METRICS = (
     "train_loss",
     "train_acc",
@@ -122,9 +125,17 @@ def run_sweep(
     ]
     ex = EXECUTORS.get(executor)(workers)
     # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
-    # the summary reads; the executor is only drained here.
-    for _ in ex.map_unordered(_execute, tasks):
-        pass
+    # the summary reads; a point rejected before it started has no store: its error is kept in
+    # rejected.yaml instead.
+    rejected: dict[str, str] = {}
+    for res in ex.map_unordered(_execute, tasks):
+        if res.get("status") == "failed" and not is_run_dir(res["run_dir"]):
+            rejected[Path(res["run_dir"]).name] = str(res.get("error", ""))
+    rejected_file = out / REJECTED_FILE
+    if rejected:
+        rejected_file.write_text(yaml.safe_dump(rejected, sort_keys=True))
+    else:
+        rejected_file.unlink(missing_ok=True)
     summary = load_sweep(out).summary
     summary.to_csv(out / SUMMARY_FILE, index=False)
     return out
@@ -161,11 +172,15 @@ class Sweep:
     @property
     def summary(self) -> pd.DataFrame:
         rows = []
+        rejected_file = self.path / REJECTED_FILE
+        rejected = yaml.safe_load(rejected_file.read_text()) if rejected_file.exists() else {}
         for p in self.points:
             d = self.path / "runs" / point_name(p)
             row: dict[str, Any] = {"run": point_name(p), **p}
             if not is_run_dir(d):
-                row["status"] = "missing"
+                error = (rejected or {}).get(point_name(p))
+                row["status"] = "failed" if error else "missing"
+                row["error"] = error or ""
                 rows.append(row)
                 continue
             r = load_run(d)

@@ -18,7 +18,8 @@ Two CPython behaviours make a Ctrl-C during start-up go astray, and are handled 
   that record once the interrupt has been handled.
 
 Handlers can only be installed from the main thread; elsewhere (a run started from a worker
-thread) signals keep their usual meaning and :func:`stop_signals` does nothing.
+thread) signals keep their usual meaning and :func:`stop_signals` does nothing. A signal the
+process inherited as ignored (a shell's background job ignores SIGINT; ``nohup``) stays ignored.
 
 This module imports nothing heavy: the command line's entry point uses it before torch loads.
 """
@@ -147,7 +148,10 @@ def stop_signals(run_dir: str | None = None) -> Iterator[_StopSignals]:
         try:
             if threading.current_thread() is threading.main_thread():
                 for s in _SIGNALS:
-                    previous[s] = signal.signal(s, state._handler)
+                    # A signal ignored on purpose (a job started in the background, `nohup`)
+                    # stays ignored, as Python itself leaves it.
+                    if signal.getsignal(s) is not signal.SIG_IGN:
+                        previous[s] = signal.signal(s, state._handler)
             yield state
         finally:
             for s, h in previous.items():

@@ -40,6 +40,10 @@ def env(**extra: str) -> dict[str, str]:
 
 def spawn(args: list[Any], **extra_env: str) -> subprocess.Popen:
     """Start ``python -m sgdscope ARGS`` in its own process group (signals reach only it)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # This process was started in the background (SIGINT ignored, which children inherit):
+        # the children must meet Ctrl-C as a user's foreground command does.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return subprocess.Popen(
         [sys.executable, "-m", "sgdscope", *map(str, args)],
         stdout=subprocess.PIPE,

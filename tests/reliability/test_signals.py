@@ -222,3 +222,14 @@ def test_interrupt_inside_a_string_exec_still_exits_130(tmp_path):
         timeout=120,
     )
     assert (p.returncode, p.stderr) == (130, "interrupted\n")
+
+
+def test_a_signal_ignored_on_purpose_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in `nohup cmd &`
+    try:
+        with stop_signals("r") as st, st.graceful():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # handled
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -434,6 +434,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reliability.md")
     args = ap.parse_args()
+    # Started in the background, this process ignores SIGINT and its children would inherit
+    # that: give them the default, as a user's foreground command has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="sgdscope-reliability-"))

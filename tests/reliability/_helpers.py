@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def env(**extra: str) -> dict[str, str]:
 
 def spawn(args: list[Any], **extra_env: str) -> subprocess.Popen:
     """Start ``python -m sgdscope ARGS`` in its own process group (signals reach only it)."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         # This process was started in the background (SIGINT ignored, which children inherit):
         # the children must meet Ctrl-C as a user's foreground command does.
         signal.signal(signal.SIGINT, signal.default_int_handler)

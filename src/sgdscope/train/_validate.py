@@ -11,6 +11,7 @@ the model has parameters, a probe that is never due in the run's steps.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,7 +60,7 @@ def _describe(tp: Any) -> str:
         return names[tp]
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         parts = [_describe(a) for a in args if a is not type(None)]
         return " or ".join(parts) + (" or null" if type(None) in args else "")
     if origin in (list, tuple, Sequence, set, frozenset) or (

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import yaml
 
-from .._signals import raise_if_stop_requested, stop_signals
+from .._signals import _StopSignals, raise_if_stop_requested, stop_signals
 from ..config import RunConfig, dump_config, load_config
 from ..errors import (
     ConfigError,
@@ -242,7 +242,7 @@ def _train(
     run_dir: Path,
     parts: Parts,
     store: MetricsStore,
-    stop: Any,
+    stop: _StopSignals,
     *,
     resume: bool,
     meta: dict[str, Any] | None = None,
@@ -446,4 +446,4 @@ def _last_seq(run_dir: Path) -> int:
         con.close()
 
 
-__all__ = ["SgdscopeError", "config_differences", "prepare", "resume_run", "run", "run_meta"]
+__all__ = ["config_differences", "prepare", "resume_run", "run", "run_meta"]

@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sgdscope"
 #: metrics) are listed like packages.
 ALLOWED: dict[str, set[str]] = {
     "_version": set(),
+    "_signals": {"errors"},
     "_defaults": set(),
     "errors": set(),
     "metrics": {"errors"},
@@ -48,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"errors", "_registry", "metrics", "config"},
     "train": {
         "errors",
+        "_signals",
         "_distributed",
         "_state",
         "_version",
@@ -64,13 +66,14 @@ ALLOWED: dict[str, set[str]] = {
         "curvature",
         "landscape",
     },
-    "sweep": {"errors", "_registry", "config", "store", "train", "metrics"},
+    "sweep": {"errors", "_signals", "_registry", "config", "store", "train", "metrics"},
     "recipes": {"errors", "_registry", "config", "metrics", "store"},
     "report": {"errors", "_version", "metrics", "config", "store", "sweep", "recipes"},
     "api": {"errors", "config", "recipes", "store", "train"},
     "integrations": {"errors", "metrics", "probes", "store", "eigenbasis", "losses"},
     "cli": {
         "errors",
+        "_signals",
         "api",
         "config",
         "data",

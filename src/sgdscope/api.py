@@ -22,6 +22,7 @@ def run(
     variant: str = "small",
     out: str | Path | None = None,
     resume: bool = False,
+    device: str | None = None,
 ) -> Path:
     """Train one run from a recipe or a config and return its run directory.
 
@@ -31,17 +32,15 @@ def run(
         overrides: dotted ``key=value`` strings applied in order after the recipe's own.
         variant: the recipe variant, ``small`` (embedded data) or ``paper``.
         out: the run directory (default ``<store.root>/<name>-<timestamp>``).
-        resume: continue the run in ``out`` from its last checkpoint (start it when absent).
+        resume: continue the run in ``out`` from its last checkpoint (start it when absent);
+            the source must describe that run (a different config is refused).
+        device: overrides the config's ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``auto``).
 
     Raises:
         ConfigError: an invalid config or a recipe that is a sweep (use :func:`run_sweep`).
     """
-    from .store import is_run_dir
-    from .train import resume_run
     from .train import run as train_run
 
-    if resume and out is not None and is_run_dir(out):
-        return resume_run(out)
     config: Any = source
     overrides = list(overrides or [])
     if isinstance(source, (str, Path)):
@@ -55,4 +54,4 @@ def run(
                 "with overrides"
             )
         overrides = base + overrides
-    return train_run(config, overrides, out=out, resume=resume)
+    return train_run(config, overrides, out=out, resume=resume, device=device)

@@ -15,6 +15,9 @@ with status 3.
 - :class:`NonFiniteError` — an operator product (Hessian-vector product) was NaN or inf.
 - :class:`DistributedError` — the processes of a data-parallel computation disagree (different
   arguments or vectors on different ranks), or one of them failed or stopped answering.
+- :class:`RunLockedError` — another live process is writing the run directory.
+- :class:`StorageError` — a run's files cannot be written or read (full disk, read-only folder,
+  no usable checkpoint).
 """
 
 from __future__ import annotations
@@ -79,3 +82,62 @@ class DistributedError(SgdscopeError, RuntimeError):
     one rank refused its data or failed, they were called with different vectors or arguments,
     or a peer process died or timed out. Raised on every rank that notices, with the rank and
     the reason."""
+
+
+class RunLockedError(SgdscopeError):
+    """Another live process is writing the run directory (one writer per run)."""
+
+
+class StorageError(SgdscopeError, OSError):
+    """A run's files cannot be written or read: a full disk, a read-only folder, a corrupt
+    checkpoint. The message says what happened and what to do."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run was stopped by SIGINT (Ctrl-C) or SIGTERM.
+
+    A ``KeyboardInterrupt``, so code that handles Ctrl-C keeps working. After a first signal the
+    run ends cleanly after the step in flight with a final checkpoint (``graceful``); a second
+    signal stops it at once (its last checkpoint is then the one before).
+
+    Attributes:
+        signum: the signal number (``signal.SIGINT`` = 2, ``signal.SIGTERM`` = 15).
+        run_dir: the run directory (None when the run had not started yet).
+        step: the number of updates done and checkpointed (None when unknown).
+        graceful: whether the run stopped after a step with a final checkpoint.
+        exit_code: the shell's convention for a process ended by the signal, 128 + signum.
+    """
+
+    def __init__(
+        self,
+        signum: int,
+        run_dir: str | None = None,
+        step: int | None = None,
+        graceful: bool = False,
+    ) -> None:
+        # All four in args: the exception crosses process boundaries (sweep workers) by pickle.
+        super().__init__(signum, run_dir, step, graceful)
+        self.signum, self.run_dir, self.step, self.graceful = signum, run_dir, step, graceful
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    def __str__(self) -> str:
+        how = "after the step in flight, checkpoint saved" if self.graceful else "at once"
+        at = f" at step {self.step}" if self.step is not None else ""
+        if self.run_dir is None:
+            return f"interrupted by {self.signal_name} before the run started: nothing was written"
+        return (
+            f"interrupted by {self.signal_name}{at} ({how}): resume with "
+            f"`sgdscope resume {self.run_dir}`"
+        )

@@ -179,11 +179,12 @@ def test_only_rank_0_writes_the_run_directory(runs):
     run_dir = Path(ranks[0]["run_dir"])
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
         ["config.yaml", "meta.yaml", "metrics.sqlite", "metrics.sqlite-wal",
-         "metrics.sqlite-shm", "checkpoints"]
+         "metrics.sqlite-shm", "checkpoints", "run.lock"]
     ) or {"config.yaml", "meta.yaml", "metrics.sqlite", "checkpoints"} <= {
         p.name for p in run_dir.iterdir()
     }  # fmt: skip
-    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]
+    # the newest checkpoint and the one before it (a damaged newest falls back to it)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
 
 
 @pytest.mark.slow

@@ -66,3 +66,33 @@ def test_sigkill_mid_nsgd_then_resume_is_identical(tmp_path):
     for name in ref.array_names():
         for a, b in zip(done.array(name), ref.array(name), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_failing_probe_leaves_a_warning_row_and_the_run_finishes(tmp_path):
+    """NaN in the probe set: the eigenbasis refresh fails at its steps, the sharpness probe's
+    metrics are NaN there, the store keeps one warning row per failure, training finishes."""
+    cfg = tiny_config(train__steps=6)
+    cfg["eigenbasis"] = {"k": 2, "every": 3}
+    cfg["probes"] = [{"name": "sharpness"}, {"name": "distance"}]
+    import sgdscope.train.build as build
+
+    real = build.build_data
+
+    def poisoned(c, device):
+        bundle = real(c, device)
+        bundle.probe.x[0, 0] = float("nan")
+        return bundle
+
+    build.build_data = poisoned
+    try:
+        run_dir = run(cfg, out=tmp_path / "r")
+    finally:
+        build.build_data = real
+    r = load_run(run_dir)
+    assert r.status == "finished"
+    w = r.warnings
+    assert list(w.step) == [0, 0, 3, 3] and set(w.source) == {"eigenbasis", "sharpness"}
+    assert w.message.str.contains("NonFiniteError|not finite", regex=True).all(), w.message.tolist()
+    lam = r.scalar("lambda_min")
+    assert list(lam.index) == [0, 3] and lam.isna().all()  # NaN where it failed, not missing
+    assert r.scalar("distance").notna().all() and len(r.scalar("distance")) == 6

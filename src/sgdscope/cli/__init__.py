@@ -9,8 +9,16 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from ._errors import run_guarded
-from ._format import RUN_METRICS, SUMMARY_COLUMNS, console, frame_text, metrics_table, runs_table
+from ._errors import interruptible, run_guarded
+from ._format import (
+    RUN_METRICS,
+    SUMMARY_COLUMNS,
+    console,
+    frame_text,
+    metrics_table,
+    print_table,
+    runs_table,
+)
 from .data_cmd import app as data_app
 from .demo_cmd import demo
 from .export_cmd import export
@@ -38,6 +46,13 @@ Variant = Annotated[
     str, typer.Option("--variant", "-v", help="recipe variant: small (embedded data) or paper")
 ]
 
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device", "-d", help="cpu, cuda, cuda:N, mps or auto (overrides the config's device)"
+    ),
+]
+
 
 @app.command()
 def run(
@@ -46,14 +61,21 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
     variant: Variant = "small",
+    device: Device = None,
 ) -> None:
     """Train one run from a config file or a recipe.
+
+    Ctrl-C or SIGTERM ends it after the step in flight with a checkpoint (exit 130 / 143);
+    a second Ctrl-C stops at once. Continue it with `sgdscope resume RUN_DIR`.
 
     Example: sgdscope run my.yaml optim.lr=0.05 train.epochs=10 --out runs/lr005
     """
     from ..api import run as run_fn
 
-    _summary(run_fn(config, overrides, variant=variant, out=out, resume=resume))
+    path = interruptible(
+        lambda: run_fn(config, overrides, variant=variant, out=out, resume=resume, device=device)
+    )
+    _summary(path)
 
 
 @app.command()
@@ -238,12 +260,12 @@ def recipes() -> None:
         _, grid, _ = r.resolve("small")
         runs = len(expand_grid(grid, r.variant_seeds("small")))
         t.add_row(r.name, r.paper, r.reproduces, _completeness(r), str(runs), r.title)
-    console.print(t)
+    print_table(t)
     d = Table("recipe", "paper", "runs (small / quick)", "title", title="the demo (sgdscope demo)")
     for r in list_recipes(demo=True):
         sizes = [len(expand_grid(r.resolve(v)[1])) for v in ("small", "quick")]
         d.add_row(r.name, r.paper, " / ".join(map(str, sizes)), r.title)
-    console.print(d)
+    print_table(d)
 
 
 def _completeness(recipe: Any) -> str:
@@ -257,21 +279,29 @@ def _completeness(recipe: Any) -> str:
 
 
 @app.command()
-def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to continue")]) -> None:
-    """Continue a killed or interrupted run from its last checkpoint.
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="run directory to continue")],
+    device: Device = None,
+) -> None:
+    """Continue a killed, interrupted or stale run from its last good checkpoint.
 
     Example: sgdscope resume runs/run-20260101-120000
     """
     from ..train import resume_run
 
-    _summary(resume_run(run_dir))
+    _summary(interruptible(lambda: resume_run(run_dir, device=device)))
 
 
 @app.command("ls")
 def ls_cmd(
-    directory: Annotated[Path, typer.Argument(help="folder of runs (or one run)")] = Path("runs"),
+    directory: Annotated[
+        Path, typer.Argument(help="folder of runs, sweeps or demos (or one run)")
+    ] = Path("runs"),
 ) -> None:
-    """List runs with status, steps and last metrics.
+    """List the runs under a folder, at any depth, with status, steps and last metrics.
+
+    Status `stale`: the store says running but its process is gone (killed, out of memory);
+    continue it with `sgdscope resume RUN_DIR`.
 
     Example: sgdscope ls runs
     """
@@ -281,26 +311,88 @@ def ls_cmd(
     if not runs:
         console.print(f"no runs in {directory}")
         return
-    console.print(runs_table(runs))
+    print_table(runs_table(runs, directory))
 
 
 @app.command()
-def show(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
-    """Show a run's config, status and last metrics.
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="run directory, or a sweep directory")],
+) -> None:
+    """Show a run's config, status and last metrics; for a sweep, a summary of its runs.
 
     Example: sgdscope show runs/run-20260101-120000
     """
-    from ..store import load_run
+    from ..store import is_run_dir, list_runs, load_run
+    from ..sweep import is_sweep_dir
 
+    if is_sweep_dir(run_dir):
+        _show_sweep(run_dir)
+        return
+    if not is_run_dir(run_dir) and run_dir.is_dir():
+        runs = list_runs(run_dir)
+        if runs:
+            console.print(f"{run_dir}: a folder of {len(runs)} runs (show one of them for more)")
+            print_table(runs_table(runs, run_dir))
+            return
     r = load_run(run_dir)
     info = r.info
     console.print(
-        f"[bold]{r.path}[/bold]  status: {info['status']}  last step: {info['last_step']}"
+        f"[bold]{r.path}[/bold]  status: {_status_text(info, r.holder)}  "
+        f"last step: {info.get('last_step')}",
+        highlight=False,
     )
     if info.get("error"):
-        console.print(f"error: {info['error'].splitlines()[0]}")
-    console.print(yaml.safe_dump(r.config, sort_keys=False).rstrip())
-    console.print(metrics_table(r))
+        console.print(f"error: {info['error'].splitlines()[0]}", highlight=False)
+    for problem in r.problems:
+        console.print(f"warning: {problem}", highlight=False)
+    if r.config:
+        console.print(yaml.safe_dump(r.config, sort_keys=False).rstrip(), highlight=False)
+    if info["status"] != "damaged":
+        print_table(metrics_table(r))
+
+
+def _status_text(info: dict, holder: dict | None) -> str:
+    status = info["status"]
+    holder = holder or {}
+    if status == "stale":
+        return (
+            f"stale (stored as {info.get('stored_status')}, but no process holds the run: it "
+            "was killed or lost; continue it with `sgdscope resume`)"
+        )
+    if status in ("running", "created") and holder.get("pid"):
+        return f"{status} (process {holder['pid']})"
+    return str(status)
+
+
+def _show_sweep(path: Path) -> None:
+    from rich.table import Table
+
+    from ..sweep import load_sweep
+
+    s = load_sweep(path)
+    summary = s.summary
+    console.print(
+        f"[bold]{path}[/bold]  sweep over {', '.join(s.grid_keys) or '(no grid)'}: "
+        f"{len(summary)} runs, "
+        + ", ".join(f"{n} {k}" for k, n in summary["status"].value_counts().items()),
+        highlight=False,
+    )
+    metrics = [
+        c
+        for c in ("train_loss", "val_acc", "test_acc", "peak_lambda_1", "mean_grad_cosine")
+        if c in summary and summary[c].notna().any()
+    ]
+    cols = ["run", "status", *metrics]
+    t = Table(*cols)
+    for _, row in summary.iterrows():
+        t.add_row(*(_fmt(row.get(c)) for c in cols))
+    print_table(t)
+
+
+def _fmt(v: object) -> str:
+    from ._format import fmt
+
+    return fmt(v) if isinstance(v, (int, float)) or v is None else str(v)
 
 
 @app.command("config-reference")
@@ -334,13 +426,29 @@ app.command("reproduce")(reproduce)
 app.command("plan")(plan)
 
 
+def _log_warnings_to_stderr() -> None:
+    """Library warnings (``sgdscope`` logger: a damaged checkpoint set aside...) as one line."""
+    import logging
+
+    class _Stderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # sys.stderr looked up at each message: tests and notebooks swap it.
+            print(f"warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+
+    log = logging.getLogger("sgdscope")
+    if not any(type(h).__name__ == "_Stderr" for h in log.handlers):
+        log.addHandler(_Stderr(logging.WARNING))
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
+    _log_warnings_to_stderr()
 
-    def call() -> None:
-        command.main(args=args, prog_name="sgdscope", standalone_mode=False)
+    def call() -> object:
+        return command.main(args=args, prog_name="sgdscope", standalone_mode=False)
 
     code = run_guarded(call)
     if code:

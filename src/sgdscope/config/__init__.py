@@ -1,6 +1,13 @@
 """Run configuration: typed schema, YAML loading, dotted overrides, validation."""
 
-from .loader import apply_override, config_reference, dump_config, load_config, parse_value
+from .loader import (
+    apply_override,
+    config_reference,
+    dump_config,
+    load_config,
+    parse_value,
+    read_yaml_file,
+)
 from .schema import (
     DataConfig,
     EigenBasisConfig,
@@ -28,4 +35,5 @@ __all__ = [
     "dump_config",
     "load_config",
     "parse_value",
+    "read_yaml_file",
 ]

@@ -55,6 +55,78 @@ def _check_keys(data: Any, model: type[BaseModel], prefix: str) -> None:
             _check_keys(value, sub, f"{path}.")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML says keys are
+    unique; PyYAML silently keeps the last, so a typo'd copy would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line out of PyYAML's multi-line messages: the problem and where."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    hint = "; keep one of them" if problem.startswith("duplicate key") else ""
+    if "\t" in problem or "'\\t'" in problem or "tab" in problem.lower():
+        hint = "; indent with spaces, not tabs"
+    return " ".join(f"{problem}{where}{hint}".split())
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """Parse a YAML file strictly: UTF-8 text, no duplicate keys; every failure is one line.
+
+    Raises:
+        ConfigError: missing file, a directory, unreadable, binary, not UTF-8, invalid YAML.
+    """
+    path = Path(path)
+    name = f"{what} {str(path)!r}"
+    if not path.exists():
+        raise ConfigError(f"{name} not found")
+    if path.is_dir():
+        raise ConfigError(f"{name} is a directory: give a YAML file (or a recipe name)")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{name} cannot be read: {e.strerror or e}") from None
+    if b"\x00" in raw:
+        raise ConfigError(
+            f"{name} is not YAML text (it holds NUL bytes: a binary file, or UTF-16 text); "
+            "give a UTF-8 YAML file"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): save it "
+            "as UTF-8"
+        ) from None
+    try:
+        # A SafeLoader subclass: plain data only, never arbitrary objects.
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{name} is not valid YAML: {_yaml_problem(e)}") from None
+
+
 def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
     parts = []
     for e in err.errors():
@@ -144,12 +216,7 @@ def load_config(
         data = copy.deepcopy(source)
     else:
         path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        data = read_yaml_file(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
         if "name" not in data:

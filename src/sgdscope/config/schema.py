@@ -48,7 +48,7 @@ class OptimConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    name: str = Field("constant", description="constant, step, cyclical or trapezoid")
+    name: str = Field("constant", description="constant, step_decay, cyclical or trapezoid")
     options: dict[str, Any] = Field(default_factory=dict, description="schedule options")
 
 
@@ -153,7 +153,9 @@ class StoreConfig(_Section):
 
 class RunConfig(_Section):
     name: str = Field("run", description="run name (prefix of the run directory)")
-    seed: int = Field(0, ge=0, description="seeds model init, data order, splits and probes")
+    seed: int = Field(
+        0, ge=0, lt=2**63, description="seeds model init, data order, splits and probes, [0, 2^63)"
+    )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

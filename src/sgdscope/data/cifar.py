@@ -125,10 +125,13 @@ def _batch(reader: _Reader, name: str, label_key: str) -> tuple[np.ndarray, np.n
 
 
 def _names(reader: _Reader, meta: str, key: str) -> list[str] | None:
+    """The class names from the meta file; None when the file is absent. A meta file that is
+    present is held to the batches' rules: a pickle of anything but plain data is refused."""
     try:
-        d = load_array_pickle(reader.read(meta), f"{reader.path}:{meta}")
+        blob = reader.read(meta)
     except DatasetFormatError:
-        return None
+        return None  # absent: the names are optional
+    d = load_array_pickle(blob, f"{reader.path}:{meta}")
     names = d.get(key)
     if names is None:
         return None

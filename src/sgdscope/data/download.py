@@ -3,6 +3,9 @@
 Each dataset's files, URLs (HTTPS, mirrors in order) and published checksums live in
 :data:`SOURCES`. :func:`download_dataset` fetches them under ``root / source.folder``:
 
+0. a file without a checksum, or a URL that is not HTTPS, is refused before any byte is fetched
+   (plain ``http://`` only for a mirror on this machine: localhost, 127.0.0.1, ::1);
+
 1. each file streams into ``NAME.part`` with a progress bar; an interrupted transfer resumes with
    an HTTP ``Range`` request (on the next attempt, or the next call);
 2. the checksum is verified, then ``NAME.part`` is renamed to ``NAME`` atomically (a file under its
@@ -20,6 +23,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
@@ -103,18 +107,36 @@ def _mirrored(mirrors: Sequence[str], name: str) -> tuple[str, ...]:
 
 
 #: Every downloadable dataset. MD5s are the values the projects publish (and torchvision /
-#: torchtext check); the MD5 here identifies a file, it is not a security boundary — TLS is.
+#: torchtext check); SHA-256s, where given, are the values torchvision's dataset code and Keras
+#: pin for the same files (MNIST, Fashion-MNIST, CIFAR). Both are verified when both are given.
+#: The MD5 identifies a file, it is not a security boundary: TLS and the SHA-256 are.
 SOURCES: dict[str, Source] = {
     "mnist": Source(
         "mnist",
         "mnist",
         tuple(
-            Remote(f, _mirrored(_MNIST_MIRRORS, f), md5=h)
-            for f, h in (
-                ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-                ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-                ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-                ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+            Remote(f, _mirrored(_MNIST_MIRRORS, f), md5=h, sha256=sha)
+            for f, h, sha in (
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "d53e105ee54ea40749a09fcbcd1e9432",
+                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "9fb629c4189551a2d022fa330f9573f3",
+                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "ec29112dd5afa0611ce80d1b7f02629c",
+                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                ),
             )
         ),
         homepage="http://yann.lecun.com/exdb/mnist/",
@@ -123,12 +145,28 @@ SOURCES: dict[str, Source] = {
         "fashion_mnist",
         "fashion_mnist",
         tuple(
-            Remote(f, _mirrored(_FASHION_MIRRORS, f), md5=h)
-            for f, h in (
-                ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+            Remote(f, _mirrored(_FASHION_MIRRORS, f), md5=h, sha256=sha)
+            for f, h, sha in (
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                ),
             )
         ),
         homepage="https://github.com/zalandoresearch/fashion-mnist",
@@ -141,6 +179,7 @@ SOURCES: dict[str, Source] = {
                 "cifar-10-python.tar.gz",
                 ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                 md5="c58f30108f718f92721af3b95e74349a",
+                sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
                 extract=True,
                 marker="cifar-10-batches-py/test_batch",
             ),
@@ -155,6 +194,7 @@ SOURCES: dict[str, Source] = {
                 "cifar-100-python.tar.gz",
                 ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
                 md5="eb9058c3a382ffc7106e4002c42a8d85",
+                sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
                 extract=True,
                 marker="cifar-100-python/test",
             ),
@@ -201,6 +241,28 @@ def file_digest(path: Path, algorithm: str) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_request(name: str, urls: Sequence[str], md5: str | None, sha256: str | None) -> None:
+    """Refuse, before any byte is fetched, a file without a checksum or a non-HTTPS URL."""
+    if not md5 and not sha256:
+        raise ConfigError(
+            f"download of {name}: no checksum given (md5 or, better, sha256); refusing an "
+            "unverified download"
+        )
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "https" and parts.hostname:
+            continue
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+            continue  # a mirror on this machine: nothing on the network to tamper with
+        raise ConfigError(
+            f"download URL {url!r}: only https:// URLs are accepted (plain http only for "
+            "localhost); use the https address of the mirror"
+        )
 
 
 def _verify(path: Path, md5: str | None, sha256: str | None, source: str) -> None:
@@ -297,7 +359,7 @@ def download_file(
     """Download one file to ``dest``: resumable via ``dest.part``, verified, renamed atomically.
 
     Args:
-        urls: one URL or mirrors tried in order (http or https).
+        urls: one URL or mirrors tried in order (https; http only for localhost).
         dest: final path; its folder is created.
         md5, sha256: published checksum(s) (hex); at least one is required.
         retries: further attempts per mirror after a network error; each resumes the ``.part``.
@@ -309,6 +371,7 @@ def download_file(
         ``dest``. If ``dest`` already exists and matches the checksum, nothing is fetched.
 
     Raises:
+        ConfigError: no checksum, or a URL that is not HTTPS (before anything is fetched).
         ChecksumError: every mirror served a file with the wrong checksum.
         DownloadError: no mirror could be reached (the ``.part`` is kept for a later resume).
     """
@@ -316,6 +379,7 @@ def download_file(
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
         raise ConfigError(f"download of {dest.name}: no URL given")
+    _check_request(dest.name, url_list, md5, sha256)
     if dest.exists():
         try:
             _verify(dest, md5, sha256, str(dest))
@@ -327,8 +391,6 @@ def download_file(
     failures: list[str] = []
     checksum_failures: list[ChecksumError] = []
     for url in url_list:
-        if not url.startswith(("https://", "http://")):
-            raise ConfigError(f"download URL {url!r}: only http(s) URLs are supported")
         for attempt in range(retries + 1):
             try:
                 _fetch(url, part, timeout=timeout, progress=progress)
@@ -494,6 +556,8 @@ def download_dataset(
     from ._registry import default_root
 
     src = _source(name)
+    for remote in src.files:  # every file's checksum and URLs, before the first byte
+        _check_request(remote.filename, remote.urls, remote.md5, remote.sha256)
     folder = (Path(root).expanduser() if root else default_root()) / src.folder
     folder.mkdir(parents=True, exist_ok=True)
     for remote in src.files:

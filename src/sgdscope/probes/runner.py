@@ -156,7 +156,7 @@ class ProbeSet:
 
     def _write(self, step: int, m: Measurement) -> None:
         if self.store is not None and m:
-            self.store.write_step(step, self.epoch, m.scalars, m.arrays)
+            self.store.write_step(step, self.epoch, m.scalars, m.arrays, m.warnings)
 
     def close(self, status: str = "finished") -> None:
         """Mark the run directory's status (``finished``) and close the store it opened."""

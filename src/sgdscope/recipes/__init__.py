@@ -304,9 +304,11 @@ def get_recipe(name: str) -> Recipe:
 
 def is_recipe_file(path: Path) -> bool:
     """Whether a YAML file is a recipe (has ``variants`` and ``config``) rather than a config."""
+    from ..config import read_yaml_file
+
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml_file(path)
+    except ConfigError:  # not readable as YAML: load_config says why, in one line
         return False
     return isinstance(data, dict) and "variants" in data and "config" in data
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._registry import Registry
+from .._signals import QUIET_ENV
 from ..errors import InvalidArgumentError, SgdscopeError
 from ._lifetime import die_with_parent, terminate
 from .point import RunTask, execute_point, set_threads
@@ -68,6 +69,7 @@ EXECUTORS: Registry[Callable[[], Callable[..., Executor]]] = Registry("executor"
 def _init_worker(parent_pid: int) -> None:
     die_with_parent(parent_pid)
     set_threads(1)
+    os.environ[QUIET_ENV] = "1"  # the sweep reports an interrupt once, not each worker
 
 
 class SerialExecutor:

@@ -1,10 +1,12 @@
 """Run a grid of configs into one sweep directory and summarise it as a pandas frame.
 
 A sweep directory holds ``sweep.yaml`` (base config, grid, overrides), ``runs/<point-name>/``
-(ordinary run directories), ``summary.csv`` (one row per run), and the executors' bookkeeping
-(``.sgdscope/``, ``logs/``). Re-running a sweep skips runs already finished, resumes runs that were
-killed, and records a failed run without stopping the others. Where the runs execute (local
-processes, Ray, Slurm) is the executor's business (:mod:`sgdscope.sweep.executors`).
+(ordinary run directories), ``summary.csv`` (one row per run), the executors' bookkeeping
+(``.sgdscope/``, ``logs/``) and, when points were rejected before they could start (a config
+error found while building them: no run directory is made), ``rejected.yaml`` with each such
+point's error. Re-running a sweep skips runs already finished, resumes runs that were killed, and
+records a failed run without stopping the others. Where the runs execute (local processes, Ray,
+Slurm) is the executor's business (:mod:`sgdscope.sweep.executors`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .point import RunTask, lost_result, new_session
 
 SWEEP_FILE = "sweep.yaml"
 SUMMARY_FILE = "summary.csv"
+REJECTED_FILE = "rejected.yaml"
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -104,13 +107,22 @@ def run_sweep(
         for p in points
     ]
     monitor = SweepMonitor([t.name for t in tasks], str(root), session, live=progress)
+    # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
+    # the summary reads; a point rejected before it started has no store: its error is kept in
+    # rejected.yaml instead.
+    rejected: dict[str, str] = {}
     with signals_interrupt(), monitor:
         for o in ex.run(tasks, root / "logs"):
             task = tasks[o.index]
             result = o.result if o.result is not None else _record_lost(task, o.error or "")
             monitor.finished(task.name, result)
-    # Each run's outcome (finished, diverged, failed with its error) is in its own store, which
-    # the summary reads.
+            if result.get("status") == "failed" and not is_run_dir(task.run_dir):
+                rejected[task.name] = str(result.get("error", ""))
+    rejected_file = out / REJECTED_FILE
+    if rejected:
+        rejected_file.write_text(yaml.safe_dump(rejected, sort_keys=True))
+    else:
+        rejected_file.unlink(missing_ok=True)
     summary = load_sweep(out).summary
     summary.to_csv(out / SUMMARY_FILE, index=False)
     return out
@@ -121,7 +133,11 @@ def _record_lost(task: RunTask, error: str) -> dict[str, Any]:
     from ..store import MetricsStore
 
     path = Path(task.run_dir) / METRICS_FILE
-    if is_run_dir(task.run_dir) and load_run(task.run_dir).status in ("created", "running"):
+    if is_run_dir(task.run_dir) and load_run(task.run_dir).status in (
+        "created",
+        "running",
+        "stale",
+    ):
         store = MetricsStore(path)
         try:
             store.set_status("failed", error=error)
@@ -156,12 +172,21 @@ class Sweep:
     def summary(self) -> pd.DataFrame:
         """One row per grid point: ``run`` (the point's name), the point's values, then
         :func:`~sgdscope.store.summarize_run` of its run (``status`` ``missing`` when the run
-        directory does not exist yet)."""
+        directory does not exist yet, ``failed`` with its ``error`` for a point rejected before
+        it started)."""
         rows = []
+        rejected_file = self.path / REJECTED_FILE
+        rejected = yaml.safe_load(rejected_file.read_text()) if rejected_file.exists() else {}
         for p in self.points:
             d = self.path / "runs" / point_name(p)
             row: dict[str, Any] = {"run": point_name(p), **p}
-            row.update(summarize_run(load_run(d)) if is_run_dir(d) else {"status": "missing"})
+            if is_run_dir(d):
+                row.update(summarize_run(load_run(d)))
+            else:  # never started: rejected before work (its error kept), or not run yet
+                error = (rejected or {}).get(point_name(p))
+                row["status"] = "failed" if error else "missing"
+                if error:
+                    row["error"] = error
             rows.append(row)
         point_keys = dict.fromkeys(k for p in self.points for k in p)
         return pd.DataFrame(rows, columns=["run", *point_keys, *SUMMARY_FIELDS])

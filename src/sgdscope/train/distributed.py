@@ -492,16 +492,19 @@ def _decide(
     out: str | Path | None,
     resume: bool,
     must_exist: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
     """Rank 0's decision: the config, the run directory, whether to resume; writes the config
-    and metadata of a new run."""
-    from .runner import _new_run_dir, run_meta
+    and metadata of a new run. Returns it with the run directory's lock, which rank 0 holds
+    until the run ends (one writer per run directory)."""
+    from ..store._lock import RunLock
+    from .runner import _claim_new_dir, run_meta
 
     if resume and out is None:
         raise SgdscopeError("--resume needs the run directory: pass --out RUN_DIR")
     if resume and is_run_dir(out):  # type: ignore[arg-type]
+        lock = RunLock(Path(out)).acquire()  # type: ignore[arg-type]
         cfg = load_config(Path(out) / CONFIG_FILE)  # type: ignore[arg-type]
-        return {"cfg": cfg.model_dump(mode="json"), "run_dir": str(out), "resume": True}
+        return {"cfg": cfg.model_dump(mode="json"), "run_dir": str(out), "resume": True}, lock
     if must_exist:
         raise SgdscopeError(f"{str(out)!r} is not a run directory (no {METRICS_FILE})")
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
@@ -512,14 +515,13 @@ def _decide(
             f"device={cfg.device!r}: under data parallelism every process would use that one "
             "GPU; use device=cuda (or auto): each process takes cuda:LOCAL_RANK"
         )
-    run_dir = _new_run_dir(cfg, out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir, lock, _ = _claim_new_dir(cfg, out)
     (run_dir / CONFIG_FILE).write_text(dump_config(cfg))
     meta = run_meta(cfg)
     meta["data_parallel"] = {"world_size": dp.world_size, "backend": dp.shard.backend}
     (run_dir / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
     return {"cfg": cfg.model_dump(mode="json"), "run_dir": str(run_dir), "resume": False,
-            "meta": meta}  # fmt: skip
+            "meta": meta}, lock  # fmt: skip
 
 
 def run_data_parallel(
@@ -538,23 +540,28 @@ def run_data_parallel(
     it; the decision is broadcast, so every rank trains the same run even without shared
     storage. ``must_exist``: resume only (``sgdscope resume``).
     """
-    with _sigterm_raises() as guard:
-        decision: dict[str, Any] = {}
-        if dp.writer:
-            try:
-                decision = _decide(dp, config, overrides, out, resume, must_exist)
-            except BaseException as exc:
-                dp.shard.broadcast_object({"error": f"{type(exc).__name__}: {exc}"})
-                raise
-        decision = dp.shard.broadcast_object(decision)
-        if "error" in decision:
-            raise DistributedError(f"rank 0 could not start the run: {decision['error']}")
-        cfg = load_config(decision["cfg"])
-        run_dir = Path(decision["run_dir"])
-        _train(dp, cfg, run_dir, guard, resume=decision["resume"], meta=decision.get("meta"))
-        # Every rank returns once rank 0 has written the final status and closed the store.
-        dp.shard.broadcast_object(None)
-        return run_dir
+    lock = None
+    try:
+        with _sigterm_raises() as guard:
+            decision: dict[str, Any] = {}
+            if dp.writer:
+                try:
+                    decision, lock = _decide(dp, config, overrides, out, resume, must_exist)
+                except BaseException as exc:
+                    dp.shard.broadcast_object({"error": f"{type(exc).__name__}: {exc}"})
+                    raise
+            decision = dp.shard.broadcast_object(decision)
+            if "error" in decision:
+                raise DistributedError(f"rank 0 could not start the run: {decision['error']}")
+            cfg = load_config(decision["cfg"])
+            run_dir = Path(decision["run_dir"])
+            _train(dp, cfg, run_dir, guard, resume=decision["resume"], meta=decision.get("meta"))
+            # Every rank returns once rank 0 has written the final status and closed the store.
+            dp.shard.broadcast_object(None)
+            return run_dir
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _build(

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from .. import metrics as M
+from .._signals import stop_requested
 from ..config import RunConfig
-from ..errors import DivergedError
+from ..errors import DivergedError, RunInterrupted
 from ..probes import Measurement
 from ..store import CHECKPOINT_DIR, METRICS_FILE, MetricsStore
 from .build import Parts, build_parts
@@ -49,6 +50,8 @@ class Trainer:
         resume: continue from the last checkpoint (rows written after it are replaced).
         store: the run's open metrics store (default: open ``run_dir/metrics.sqlite``); the
             caller that passes one closes it.
+        parts: the run's parts, already built from ``cfg`` (the runner builds them before it
+            creates the run directory, so a rejected config leaves nothing behind).
     """
 
     def __init__(
@@ -58,11 +61,12 @@ class Trainer:
         *,
         resume: bool = False,
         store: MetricsStore | None = None,
+        parts: Parts | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.parts: Parts = build_parts(cfg)
+        self.parts: Parts = parts if parts is not None else build_parts(cfg)
         self.store = store if store is not None else MetricsStore(self.run_dir / METRICS_FILE)
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
         self.step = 0
@@ -177,13 +181,16 @@ class Trainer:
             first.update(
                 p.probes.on_train_start(p.model, data, loss_fn=p.loss_fn, optimizer=p.optimizer)
             )
-            self.store.write_step(0, 0, first.scalars, first.arrays)
+            self.store.write_step(0, 0, first.scalars, first.arrays, first.warnings)
             self.save()
         self.store.set_status("running")
         progress = _Progress(p.total_steps, enabled=self.show_progress)
         progress.advance(self.step)
         try:
             while self.step < p.total_steps:
+                if stop_requested() is not None:  # SIGINT / SIGTERM: end after the step done
+                    self.save()
+                    raise RunInterrupted(stop_requested(), str(self.run_dir), self.step, True)
                 if self.step_in_epoch == 0 or self.perm is None:
                     self.perm = (
                         None
@@ -215,7 +222,7 @@ class Trainer:
         epoch_end = self.step_in_epoch == p.steps_per_epoch - 1 or t == p.total_steps - 1
         # The probe runner reads g_t from .grad, θ_{t+1} from the model, θ_t from its last call.
         m = p.probes.after_step(p.model, batch, loss, p.optimizer, lr=lr, epoch_end=epoch_end)
-        self.store.write_step(t, self.epoch, m.scalars, m.arrays)
+        self.store.write_step(t, self.epoch, m.scalars, m.arrays, m.warnings)
 
         self.step = t + 1
         self.step_in_epoch += 1

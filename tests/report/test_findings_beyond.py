@@ -221,3 +221,24 @@ def test_every_rule_names_its_recipe_and_thresholds() -> None:
     for r in FB.BEYOND_RULES:
         assert r.paper == "beyond" and r.id.startswith("beyond.")
         assert any(ch.isdigit() for ch in r.rule), r.id  # its thresholds are in its text
+
+
+def test_judge_includes_the_beyond_findings_under_their_own_heading(tmp_path: Path) -> None:
+    from sgdscope.report.findings import findings_text, judge
+
+    for s in SEEDS:
+        write_run(
+            tmp_path / f"seed={s}",
+            _eos_series(s, hover=1.0, lr=0.3),
+            lr=0.3,
+            batch_size="full",
+            seed=s,
+        )
+    found = {f.id: f for f in judge(tmp_path)}
+    assert found["beyond.eos_gd.hovers"].verdict == REPRODUCED
+    assert found["beyond.eos_gd.hovers"].paper == "beyond"
+    text = findings_text(list(found.values()), include_na=False, detail=False)
+    assert "After both papers" in text
+    # No paper-B rule has data here (A.lambda_peak judges the λ₁ series): with include_na=False
+    # paper B's heading is gone.
+    assert "Paper A" in text and "Paper B" not in text

@@ -552,7 +552,19 @@ def judge(target: Any, *, min_runs: int = MIN_RUNS) -> list[Finding]:
             passes 1: one seed's runs are then judged on their own, trends need seeds anyway).
     """
     t = _as_target(target, min_runs)
-    return [rule.evaluate(t) for rule in RULES]
+    return [rule.evaluate(t) for rule in RULES] + _beyond(t)
+
+
+def _beyond(t: Any) -> list[Finding]:
+    """The findings after both papers (:mod:`sgdscope.report.findings_beyond`), as findings."""
+    from .findings_beyond import BEYOND_RULES
+
+    runs = list(t.runs)
+    out = []
+    for rule in BEYOND_RULES:
+        f = rule.evaluate(runs)
+        out.append(Finding(f.id, f.paper, f.statement, f.rule, f.verdict, f.parts, f.needs))
+    return out
 
 
 def judge_per_seed(target: Any) -> dict[Any, list[Finding]]:
@@ -576,6 +588,7 @@ def judge_per_seed(target: Any) -> dict[Any, list[Finding]]:
 _TITLES = {
     "A": "Paper A — sharpest directions (Jastrzębski et al. 2019)",
     "B": "Paper B — a walk with SGD (Xing et al. 2018)",
+    "beyond": "After both papers — edge of stability and the dominant subspace",
 }
 
 _MARKS = {REPRODUCED: "✓", NOT_REPRODUCED: "✗", INSUFFICIENT: "?", NOT_APPLICABLE: "·"}
@@ -603,10 +616,11 @@ def findings_text(findings: list[Finding], *, include_na: bool = True, detail: b
     statement, and (``detail``) each part's claim, statistic, effect, uncertainty, threshold."""
     lines = []
     for paper in sorted({f.paper for f in findings}):
+        shown = [f for f in findings if f.paper == paper and (include_na or f.applicable)]
+        if not shown:  # no heading over nothing
+            continue
         lines.append(_TITLES.get(paper, f"Paper {paper}"))
-        for f in findings:
-            if f.paper != paper or (not include_na and not f.applicable):
-                continue
+        for f in shown:
             lines.append(f"  {_MARKS[f.verdict]} {f.verdict:<21} {f.id}: {f.statement}")
             if f.needs:
                 lines.append(f"      needs: {f.needs}")

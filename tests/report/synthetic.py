@@ -186,6 +186,17 @@ def alpha_test(rng: np.random.Generator, effect: bool) -> FolderSweep:
     return sweep(runs, ["seed"])
 
 
+def eigen_overshoot(rng: np.random.Generator, effect: bool) -> FolderSweep:
+    """40 eigen_loss measurements per run; c_min = 0.5 (short of the step) with probability 0.8
+    (the stated size) or 0.5 (the null: a coin), else 2 (beyond it)."""
+    p = 0.8 if effect else 0.5
+    runs = []
+    for s in SEEDS:
+        cmin = np.where(rng.random(40) < p, 0.5, 2.0)
+        runs.append(MemRun(f"s{s}", {"eigen_loss_cmin_e1": _steps(cmin, 10)}, seed=s))
+    return sweep(runs, ["seed"])
+
+
 def _groups(
     rng: np.random.Generator,
     groups: Mapping[str, dict[str, Any]],
@@ -465,6 +476,7 @@ CASES: dict[str, tuple[Gen, Gen]] = {
     "A.peak_earlier": _two(peak_earlier),
     "A.alignment": _two(alignment),
     "A.alpha_test": _two(alpha_test),
+    "A.eigen_overshoot": _two(eigen_overshoot),
     "A.projected": _two(projected),
     "A.nsgd_sharper": _two(nsgd_sharper),
     "A.nsgd_flatter": _two(nsgd_flatter),

@@ -60,6 +60,7 @@ THRESHOLDS = {
     "A.peak_earlier": ["PEAK_STEP_LR_SLOPE", "PEAK_STEP_BATCH_SLOPE", "MIN_SEEDS"],
     "A.alignment": ["ALIGNMENT_FACTOR", "RUN_UNITS_FROM"],
     "A.alpha_test": ["ALPHA_TEST_K", "RUN_UNITS_FROM"],
+    "A.eigen_overshoot": ["EIGEN_OVERSHOOT_SHARE", "RUN_UNITS_FROM"],
     "A.projected": ["PROJECTED_MARGIN", "PROJECTED_LOSS_RATIO", "MIN_RUNS"],
     "A.nsgd_sharper": ["NSGD_FACTOR", "NSGD_ACC_TOL", "MIN_RUNS"],
     "A.nsgd_flatter": ["NSGD_FACTOR"],

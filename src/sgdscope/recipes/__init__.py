@@ -195,6 +195,9 @@ class Recipe:
     seeds: list[int] | None = None
     paper_variant: str | list[str] | None = None
     published: Published | None = None
+    #: the finding ids (``A.alignment``, ``beyond.eos_gd.hovers``) this recipe is designed to
+    #: judge; other rules may apply to its runs too, but only these are its verdicts.
+    findings: list[str] = field(default_factory=list)
 
     @property
     def paper_complete(self) -> bool | None:
@@ -259,7 +262,21 @@ def _parse(path: Path) -> Recipe:
         seeds=_seeds(data.get("seeds"), f"recipe {path.stem}: seeds"),
         paper_variant=_paper_variant(data.get("paper_variant"), path.stem),
         published=parse_published(data.get("published"), f"recipe {path.stem}"),
+        findings=_findings(data.get("findings"), path.stem),
     )
+
+
+def _findings(value: Any, name: str) -> list[str]:
+    """The ``findings:`` list: finding ids as strings (checked against the judge's rules by the
+    recipe tests, so that loading a recipe never imports the report package)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            f"recipe {name}: findings: expected a list of finding ids such as A.alignment, "
+            f"got {value!r}"
+        )
+    return list(value)
 
 
 def _paper_variant(value: Any, name: str) -> str | list[str] | None:

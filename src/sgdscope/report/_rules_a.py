@@ -31,6 +31,7 @@ from ._judging import (
     _runs_test,
     _sgd_varies,
     _sharpness_column,
+    _step_frames,
     _trend_part,
     _two_groups,
 )
@@ -45,6 +46,7 @@ from ._thresholds import (
     ALIGNMENT_FACTOR,
     ALPHA_TEST_K,
     EARLY_FRACTION,
+    EIGEN_OVERSHOOT_SHARE,
     LAMBDA_LATE_GROWTH,
     LAMBDA_RISE,
     MIN_LAMBDA_POINTS,
@@ -319,6 +321,26 @@ def _alpha_test(t: Target) -> Parts:
             excluded=excluded,
         ),
     ]
+
+
+def _eigen_overshoot(t: Target) -> Parts:
+    key = M.eigen_loss_cmin_key(1)
+    frames, excluded, seen = _step_frames(t, t.sgd, [key])
+    if not seen:
+        return []
+    return _per_unit(
+        "the minimum of the loss along e₁ lies short of SGD's step: 0 < c_min < 1",
+        "c_min = argmin over the grid of L(θ_t + c·u₁(t)), u₁ the SGD step along e₁ (c = 1: "
+        "where the step lands); per unit the share of measured steps with 0 < c_min < 1, "
+        f"one-sided t against {EIGEN_OVERSHOOT_SHARE:g}",
+        Criterion(GREATER, EIGEN_OVERSHOOT_SHARE, null_value=EIGEN_OVERSHOOT_SHARE),
+        frames,
+        lambda df: float(((df[key] > 0) & (df[key] < 1)).mean()),
+        t,
+        log=False,
+        effect_name="share of steps with 0 < c_min < 1",
+        excluded=excluded,
+    )
 
 
 def _projected(t: Target) -> Parts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ALIGNMENT_FACTOR",
     "ALPHA_TEST_K",
+    "EIGEN_OVERSHOOT_SHARE",
     "CONVEX_TOL",
     "COS_BATCH_SLOPE",
     "COS_LR_MAX_SLOPE",
@@ -83,6 +84,11 @@ PEAK_STEP_BATCH_SLOPE = 0.02
 ALIGNMENT_FACTOR = 5.0
 #: The α-test's subspace: the top eigenvector (u₁), as in paper A's figure.
 ALPHA_TEST_K = 1
+#: "SGD's step overshoots the minimum along e₁": the minimum of L(θ_t + c·u₁) lies strictly
+#: between the iterate and SGD's landing point (0 < c_min < 1) at more than half of the
+#: measured steps (paper A: the step "commonly fails to minimize the loss along the sharpest
+#: directions").
+EIGEN_OVERSHOOT_SHARE = 0.5
 #: "Top-only flatter / remove-top sharper": final λ₁ ratio to SGD beyond 1.1 either way.
 PROJECTED_MARGIN = 1.1
 #: "... at a similar training loss": remove-top's final train loss within a factor 2 of SGD's.

@@ -64,6 +64,7 @@ from ._judging import Parts, Target, _as_target, curve_ok
 from ._rules_a import (
     _alignment,
     _alpha_test,
+    _eigen_overshoot,
     _lambda_peak,
     _nsgd_control,
     _nsgd_flatter,
@@ -95,6 +96,7 @@ from ._thresholds import (
     DISTANCE_BATCH_SLOPE,
     EARLY_BARRIER_SHARE,
     EARLY_FRACTION,
+    EIGEN_OVERSHOOT_SHARE,
     GD_COSINE_MAX,
     HEIGHT_DECAY,
     HEIGHT_LR_SLOPE,
@@ -359,6 +361,19 @@ RULES: tuple[Rule, ...] = (
         "run",
         "the step_scale probe with k=1 and α ∈ {0.5, 1, 2}",
         _alpha_test,
+    ),
+    Rule(
+        "A.eigen_overshoot",
+        "A",
+        "SGD's step commonly fails to minimise the loss along the sharpest direction: along e₁ "
+        "the loss is a bowl whose minimum the step overshoots.",
+        "c_min, the grid point of the lowest L(θ_t + c·u₁(t)) (u₁ the SGD step along e₁; paper "
+        "A's grid ±{0.25, …, 16} and 0): per run (step batches below "
+        f"{RUN_UNITS_FROM} runs) the share of measured steps with 0 < c_min < 1 > "
+        f"{EIGEN_OVERSHOOT_SHARE:g}, one-sided t, p ≤ 0.05.",
+        "run",
+        "the eigen_loss probe (eigen_loss_cmin_e1) on plain-SGD runs",
+        _eigen_overshoot,
     ),
     Rule(
         "A.projected",

@@ -69,6 +69,23 @@ class RecipeOutcome:
     def applicable(self) -> list[Finding]:
         return [f for f in self.findings if f.verdict != NOT_APPLICABLE]
 
+    @property
+    def designated(self) -> list[Finding]:
+        """The findings the recipe is designed to judge (its ``findings:``), applicable or not
+        (a designed finding that is not applicable is itself a result: the runs lack its data);
+        for a recipe that names none, every applicable finding."""
+        if not self.recipe.findings:
+            return self.applicable
+        return [f for f in self.findings if f.id in self.recipe.findings]
+
+    @property
+    def incidental(self) -> list[Finding]:
+        """Applicable findings the recipe was not designed for: other rules whose data its runs
+        happen to hold (e.g. λ₁'s peak on a 4-epoch alignment run). Reported apart, never as
+        the finding's verdict."""
+        own = {f.id for f in self.designated}
+        return [f for f in self.applicable if f.id not in own]
+
 
 def select_recipes(names: Sequence[str] | None = None, *, quick: bool = False) -> list[Recipe]:
     """The recipes to run: ``names`` (in that order), else :data:`QUICK_RECIPES` for ``quick``,
@@ -161,7 +178,7 @@ def reproduce(
         if echo is not None:
             what = (
                 o.error
-                or ", ".join(f"{f.id} {_MARK[f.verdict]}" for f in o.applicable)
+                or ", ".join(f"{f.id} {_MARK[f.verdict]}" for f in o.designated)
                 or "no applicable finding"
             )
             echo(f"[{i}/{len(chosen)}] {recipe.name} ({o.seconds:.0f} s): {what}")
@@ -171,17 +188,41 @@ def reproduce(
 
 
 # --------------------------------------------------------------------------- the report
-def verdict_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
-    """One row per (recipe, applicable finding): the verdict on each seed alone and overall."""
+def verdict_table(outcomes: Sequence[RecipeOutcome], *, incidental: bool = False) -> pd.DataFrame:
+    """One row per (recipe, finding it is designed to judge): the verdict on each seed alone
+    and overall; ``incidental=True``: the other applicable findings instead."""
     rows = []
     for o in outcomes:
-        for f in o.applicable:
+        for f in o.incidental if incidental else o.designated:
             row: dict[str, Any] = {"recipe": o.recipe.name, "finding": f.id}
             for seed, fs in o.per_seed.items():
                 row[f"seed {seed}"] = next(x.verdict for x in fs if x.id == f.id)
             row["overall"] = f.verdict
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def finding_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
+    """One row per finding judged by a recipe designed for it, in the rules' order: the
+    recipe, the overall verdict, and on how many seeds judged alone it was reproduced."""
+    from .findings import RULES
+    from .findings_beyond import BEYOND_RULES
+
+    order = {r: i for i, r in enumerate([r.id for r in RULES] + [r.id for r in BEYOND_RULES])}
+    rows = []
+    for o in outcomes:
+        for f in o.designated:
+            per = [next(x.verdict for x in fs if x.id == f.id) for fs in o.per_seed.values()]
+            rows.append(
+                {
+                    "finding": f.id,
+                    "recipe": o.recipe.name,
+                    "overall": f.verdict,
+                    "seeds reproduced": f"{per.count('reproduced')}/{len(per)}",
+                }
+            )
+    rows.sort(key=lambda r: (order.get(r["finding"], len(order)), r["recipe"]))
+    return pd.DataFrame(rows, columns=["finding", "recipe", "overall", "seeds reproduced"])
 
 
 def summary_text(outcomes: Sequence[RecipeOutcome]) -> str:
@@ -232,26 +273,35 @@ def write_reproduction(
     ]
     if quick:
         md += [f"**{SMOKE_TEST}**", ""]
+    overview = finding_table(outcomes)
+    if not overview.empty:
+        counts = overview["overall"].value_counts()
+        md += [
+            "## Every finding, judged by the recipe designed for it",
+            "",
+            ", ".join(f"{counts.get(v, 0)} {v}" for v in _MARK) + f" of {len(overview)}.",
+            "",
+        ]
+        md += _md_table(overview)
     md += [
-        "Verdicts per seed (that seed's runs judged alone) and overall (all seeds): ✓ "
-        "reproduced, ✗ not reproduced, ? insufficient evidence. A trend across seeds is "
-        "insufficient evidence on one seed by construction. Findings not applicable to a recipe "
-        "are left out.",
+        "## Verdicts per seed",
+        "",
+        "Per seed (that seed's runs judged alone) and overall (all seeds): ✓ reproduced, ✗ not "
+        "reproduced, ? insufficient evidence, · not applicable. A trend across seeds is "
+        "insufficient evidence on one seed by construction.",
         "",
     ]
-    if not table.empty:
-        cols = list(table.columns)
-        md.append("| " + " | ".join(cols) + " |")
-        md.append("| " + " | ".join("---" for _ in cols) + " |")
-        for r in table.to_dict("records"):
-            cells = [
-                f"{_MARK.get(str(r[c]), '')} {r[c]}".strip()
-                if c not in ("recipe", "finding")
-                else f"`{r[c]}`"
-                for c in cols
-            ]
-            md.append("| " + " | ".join(cells) + " |")
-        md.append("")
+    md += _md_table(table)
+    other = verdict_table(outcomes, incidental=True)
+    if not other.empty:
+        md += [
+            "## Other rules these runs happen to hold data for",
+            "",
+            "Not what the recipe was designed for (e.g. λ₁'s peak judged on a 4-epoch alignment "
+            "run), so never a finding's verdict; listed so that nothing judged is hidden.",
+            "",
+        ]
+        md += _md_table(other)
     md += ["## Per recipe", ""]
     for o in outcomes:
         runs = ", ".join(f"{n} {s}" for s, n in o.statuses.items())
@@ -265,8 +315,10 @@ def write_reproduction(
             continue
         md.append(f"Runs: {runs}. Report: `{o.report.relative_to(out) if o.report else ''}`.")
         md.append("")
-        for f in o.applicable:
+        for f in o.designated:
             md.append(f"- **{f.id}** — {f.verdict}: {f.statement}")
+            if f.needs:
+                md.append(f"  - needs: {f.needs}")
             for p in f.parts:
                 md.append(
                     f"  - {p.claim} — {p.verdict}; {p.effect_text}; {p.uncertainty_text}"
@@ -281,6 +333,20 @@ def write_reproduction(
     return out / REPORT_MD
 
 
+def _md_table(table: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return []
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for r in table.to_dict("records"):
+        cells = [
+            f"`{r[c]}`" if c in ("recipe", "finding") else f"{_MARK.get(str(r[c]), '')} {r[c]}"
+            for c in cols
+        ]
+        lines.append("| " + " | ".join(cell.strip() for cell in cells) + " |")
+    return [*lines, ""]
+
+
 def _write_html(
     out: Path, outcomes: Sequence[RecipeOutcome], table: pd.DataFrame, md: str, quick: bool
 ) -> None:
@@ -291,6 +357,13 @@ def _write_html(
         if o.report is not None
     )
     body = table.to_html(index=False, border=0, classes="data", escape=True) if len(table) else ""
+    overview = finding_table(outcomes)
+    first = (
+        "<h2>Every finding, judged by the recipe designed for it</h2>"
+        + overview.to_html(index=False, border=0, classes="data", escape=True)
+        if len(overview)
+        else ""
+    )
     smoke = f"<p><b>{esc(SMOKE_TEST)}</b></p>" if quick else ""
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -298,7 +371,7 @@ def _write_html(
         "max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;"
         "font-size:.85em}td,th{padding:.2em .5em;border-bottom:1px solid #eee;text-align:left}"
         "pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}</style></head><body>"
-        f"<h1>Reproduction of both papers at small scale</h1>{smoke}"
+        f"<h1>Reproduction of both papers at small scale</h1>{smoke}{first}"
         f"<h2>Verdicts per seed and overall</h2>{body}"
         f"<h2>Each recipe's report</h2><ul>{links}</ul>"
         f"<h2>Details</h2><pre>{esc(md)}</pre></body></html>\n"

@@ -30,6 +30,7 @@ from sgdscope.report import (
 )
 from sgdscope.report import html as report_html
 from sgdscope.report._data import open_target
+from sgdscope.report.findings import judge, verdict_counts
 from sgdscope.report.html import FIGURES_DIR
 from sgdscope.report.interactive import plotly_js
 
@@ -218,8 +219,34 @@ def test_cli_prints_the_report_path(tmp_path: Path) -> None:
     app.command("other")(lambda: None)  # two commands: typer keeps the subcommand name
     result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == str(tmp_path / "r" / "report.html")
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == str(tmp_path / "r" / "report.html")  # last: scripts can take it
+    # The verdicts too: here every finding is not applicable, so only their count, and no
+    # heading over nothing.
+    counts = verdict_counts(judge(run))
+    assert counts.startswith("0 reproduced, 0 not reproduced, 0 insufficient evidence")
+    assert lines[:-1] == [counts]
     assert "Example:" in (report.__doc__ or "")
+
+
+def test_cli_prints_the_verdicts_of_a_sweep(good_sweep: Path, tmp_path: Path) -> None:
+    """`sgdscope report` on a sweep prints what the page says: the same verdicts, by paper."""
+    from sgdscope.cli import app
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["report", str(good_sweep), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == str(out / "report.html")
+    findings = judge(good_sweep)
+    assert lines[-2] == verdict_counts(findings)
+    for f in findings:
+        if f.applicable:
+            assert f"{f.verdict:<21} {f.id}: {f.statement}" in result.output, f.id
+        else:
+            assert f" {f.id}:" not in result.output, f.id
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert html.escape(verdict_counts(findings)) in page
 
 
 # --------------------------------------------------------------------------- the browser

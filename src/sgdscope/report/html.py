@@ -57,6 +57,7 @@ class _Page:
     sections: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     interactive: bool = False
+    findings: list[Finding] = field(default_factory=list)
 
 
 def _esc(v: Any) -> str:
@@ -328,7 +329,7 @@ def _status(run: Run) -> dict[str, Any]:
 def _run_page(run: Run, out_dir: Path, published: Published | None) -> _Page:
     page = _Page(f"sgdscope report — {run.name}")
     figs_dir = out_dir / FIGURES_DIR
-    findings = judge(run)
+    findings = page.findings = judge(run)
     page.sections.append(_section("Run", _kv_table(_status(run)), "run"))
     page.sections.append(_section("Findings", _findings_html(findings), "findings"))
     if published is not None:
@@ -366,7 +367,7 @@ def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool, published: Publish
         **{f"status {k}": v for k, v in statuses.items()},
     }
     page.sections.append(_section("Sweep", _kv_table(info), "sweep"))
-    findings = judge(sweep)
+    findings = page.findings = judge(sweep)
     page.sections.append(_section("Findings", _findings_html(findings), "findings"))
     per_seed = judge_per_seed(sweep)
     if len(per_seed) > 1:
@@ -562,6 +563,18 @@ def write_report(
         >>> write_report("runs/demo/digits-mlp")   # doctest: +SKIP
         PosixPath('runs/demo/digits-mlp/report.html')
     """
+    return report_with_findings(path, out, run_figures=run_figures, published=published)[0]
+
+
+def report_with_findings(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    run_figures: bool | None = None,
+    published: Published | None = None,
+) -> tuple[Path, list[Finding]]:
+    """:func:`write_report`, also returning the findings the page shows (judged once), for
+    callers that print them too (``sgdscope report``)."""
     target = open_target(path)
     out_path = Path(path) if out is None else Path(out)
     if out_path.suffix.lower() in (".html", ".htm"):
@@ -582,7 +595,13 @@ def write_report(
     tmp = html_file.with_name(html_file.name + ".tmp")
     tmp.write_text(_render(page), encoding="utf-8")
     tmp.replace(html_file)  # atomic: a reader never sees half a page
-    return html_file
+    return html_file, page.findings
 
 
-__all__ = ["FIGURES_DIR", "MAX_RUNS_WITH_FIGURES", "REPORT_FILE", "write_report"]
+__all__ = [
+    "FIGURES_DIR",
+    "MAX_RUNS_WITH_FIGURES",
+    "REPORT_FILE",
+    "report_with_findings",
+    "write_report",
+]

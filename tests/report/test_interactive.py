@@ -66,3 +66,17 @@ def test_nan_becomes_a_gap_and_text_keeps_the_figure_static() -> None:
     assert spec is not None and spec["data"][0]["y"] == [1.0, None, 3.0]
     ax.text(0.5, 0.5, "note")  # an artist the translation does not cover
     assert figure_spec(_drawn(fig)) is None
+
+
+def test_ticks_the_figure_placed_keep_their_labels() -> None:
+    """Batch sizes on a log axis labelled "32 128 full", as in the sweep figures."""
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([32, 128, 256], [3.0, 2.0, 1.0], "o-")
+    ax.set_xscale("log")
+    ax.set_xticks([32, 128, 256], ["32", "128", "full"])
+    spec = figure_spec(_drawn(fig))
+    assert spec is not None
+    x = spec["layout"]["xaxis"]
+    assert x["type"] == "log" and x["tickmode"] == "array"
+    assert x["tickvals"] == [32.0, 128.0, 256.0] and x["ticktext"] == ["32", "128", "full"]

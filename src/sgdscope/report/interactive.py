@@ -26,7 +26,7 @@ from matplotlib.colors import to_hex, to_rgba
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 #: Pixels per inch of the matplotlib figure in the page (its PNG is saved at 150 dpi).
 PX_PER_INCH = 130
@@ -139,12 +139,14 @@ def _axis_names(i: int) -> tuple[str, str, str, str]:
 
 
 def _fixed_ticks(axis: Any) -> dict[str, Any]:
-    loc, fmt = axis.get_major_locator(), axis.get_major_formatter()
-    if isinstance(loc, FixedLocator) and isinstance(fmt, FixedFormatter):
-        vals = list(loc.locs)
-        text = [str(t) for t in fmt.seq][: len(vals)]
-        return {"tickmode": "array", "tickvals": _nums(vals[: len(text)]), "ticktext": text}
-    return {}
+    """Ticks the figure placed itself (``set_xticks(values, labels)``: "32 128 full" for batch
+    sizes): the same values and texts, whatever formatter matplotlib keeps them in."""
+    loc = axis.get_major_locator()
+    if not isinstance(loc, FixedLocator):
+        return {}
+    vals = [float(v) for v in loc.locs]
+    text = [str(t) for t in axis.get_major_formatter().format_ticks(vals)]
+    return {"tickmode": "array", "tickvals": _nums(vals), "ticktext": text}
 
 
 def _integer_ticks(axis: Any) -> bool:

@@ -287,6 +287,20 @@ def test_report_renders_in_headless_chromium(tiny_report: Path, tmp_path: Path) 
     if plotly_js() is not None:
         assert int(attrs["plots"]) >= len(expected_run_figures())
     assert attrs["overflow-x"] == "0", "the page scrolls sideways"
+    # Step axes, as drawn by plotly: whole steps only (plotly alone would tick 2.5 when zoomed).
+    steps = 0
+    for name, interactive, figure in _FIGURE.findall(res.stdout):
+        if not interactive:
+            continue
+        layout = json.loads(html.unescape(_SPEC.search(figure).group(1)))["layout"]
+        for key in layout["meta"]["integer_axes"]:
+            if not layout[key].get("showticklabels", True):
+                continue  # a panel above another that shares its steps
+            cls = key.replace("axis", "") + "tick"  # xaxis2 → x2tick
+            labels = re.findall(rf'class="{cls}"[^>]*>\s*<text[^>]*>([^<]*)<', figure)
+            assert labels and not any("." in t for t in labels), (name, key, labels)
+            steps += 1
+    assert steps >= 5 or plotly_js() is None
     # The page logs nothing: any console line (errors, uncaught exceptions) is a defect.
     console = [ln for ln in res.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, console
@@ -313,3 +327,17 @@ def test_sweep_report_fits_a_narrow_window_in_chromium(good_sweep: Path, tmp_pat
     assert int(attrs["images"]) + int(attrs["plots"]) >= len(SWEEP_FIGURES) - 1
     console = [ln for ln in res.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.skipif(plotly_js() is None, reason="plotly not installed (the interactive extra)")
+def test_a_short_step_axis_keeps_whole_steps_in_chromium(tmp_path: Path) -> None:
+    """Three steps: plotly alone ticks 0, 0.5, 1, 1.5, 2; the page's script keeps whole steps."""
+    vals = {"batch_loss": {0: 1.0, 1: 0.7, 2: 0.5}, "train_loss": {0: 1.0, 2: 0.5}}
+    page = write_report(write_run(tmp_path / "run", scalar_rows(vals)), tmp_path / "out")
+    res = _chromium(tmp_path / "profile", "--window-size=1000,1200", "--dump-dom", page.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    figure = re.search(r'<figure id="fig-training".*?</figure>', res.stdout, re.S)
+    assert figure, "the training figure is missing"
+    labels = re.findall(r'class="xtick"[^>]*>\s*<text[^>]*>([^<]*)<', figure.group(0))
+    assert labels == ["0", "1", "2"], labels

@@ -173,6 +173,14 @@ def _axis(ax: Axes, which: str, domain: list[float], anchor: str) -> dict[str, A
         "exponentformat": "power" if log else "B",
     }
     out.update(_fixed_ticks(axis))
+    if log and "tickmode" not in out:
+        lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+        # plotly labels every minor tick of a short log range (1 2 3 … 9 10): keep 1-2-5 within
+        # two decades, powers of ten beyond.
+        if lo > 0 and math.log10(hi / lo) >= 2:
+            out["dtick"] = 1
+        else:
+            out["dtick"] = "D2"
     autoscale = ax.get_autoscalex_on() if which == "x" else ax.get_autoscaley_on()
     if not autoscale:
         lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
@@ -477,12 +485,16 @@ def figure_spec(fig: Figure) -> dict[str, Any] | None:
     )
     legend: dict[str, Any] = {"font": {"size": 11}, "tracegroupgap": 2}
     if below:
-        legend |= {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top"}
+        # Under the lowest x axis' title: about 70 px below the plot area, in its fractions.
+        plot_px = max(float(fig.get_size_inches()[1]) * PX_PER_INCH - 60, 100)
+        gap = -min(0.6, 75 / plot_px)
+        legend |= {"orientation": "h", "x": 0, "xanchor": "left", "y": gap, "yanchor": "top"}
     layout |= {
         "height": round(float(height_in) * PX_PER_INCH) + (60 if title else 20),
         "margin": {"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
         "font": {"family": _FONT, "size": 12, "color": "#222"},
-        "title": {"text": title, "x": 0.5, "xanchor": "center", "font": {"size": 14}},
+        # Left: the mode bar (zoom, pan, save) at the top right would cover a centred title.
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
         "showlegend": bool(b.legend_seen),
         "legend": legend,
         "hovermode": "closest",

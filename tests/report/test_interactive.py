@@ -53,6 +53,7 @@ def test_a_line_figure_translates_with_its_data_scales_and_legend() -> None:
     assert layout["xaxis"]["title"]["text"] == "step t (updates)"
     assert layout["title"]["text"] == "Top eigenvalues"
     assert layout["meta"]["integer_axes"] == ["xaxis"]
+    assert layout["yaxis"]["dtick"] == 1  # 1 to 2048: labels at powers of ten, not 2 3 4 …
     (shape,) = layout["shapes"]  # the reference line, at log10(20) on the log axis
     assert shape["y0"] == pytest.approx(np.log10(20.0)) and shape["name"] == "2/η"
     assert axis_scales(spec) == {"x": "linear", "y": "log"}

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import typer
 from PIL import Image
@@ -32,7 +33,7 @@ from sgdscope.report import html as report_html
 from sgdscope.report._data import open_target
 from sgdscope.report.findings import judge, verdict_counts
 from sgdscope.report.html import FIGURES_DIR
-from sgdscope.report.interactive import plotly_js
+from sgdscope.report.interactive import plotly_js, plotly_version
 
 from ..helpers import tiny_config
 from .conftest import scalar_rows, write_run
@@ -83,6 +84,7 @@ def test_report_is_self_contained_with_every_figure(tiny_report: Path) -> None:
     if plotly_js() is not None:
         assert text.count('class="interactive"') >= len(expected_run_figures())
         assert text.count(plotly_js()) == 1  # inlined once, whatever the number of figures
+        assert f"plotly.js {plotly_version()}" in text  # which one, in the footer
     _no_network(text)
 
 
@@ -124,6 +126,8 @@ def test_tables_fit_the_page(good_sweep: Path) -> None:
     """The summary (33 fields) is cut into tables of at most MAX_TABLE_COLUMNS columns, the run
     repeated first; empty columns are dropped; long names may wrap and keep their meaning."""
     frame = report_html._summary_frame(open_target(good_sweep))
+    assert report_html._cell_html(pd.NA) == report_html._cell_html(np.nan) == "<td>–</td>"
+    assert report_html._cell_html(np.bool_(False)) == "<td>False</td>"
     out = report_html._table_html(frame, "one row per run")
     tables = re.findall(r"<table class='data'>(.*?)</table>", out, re.S)
     assert len(tables) > 1

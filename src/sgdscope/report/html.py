@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
@@ -40,7 +41,7 @@ from .findings import (
     judge_per_seed,
     verdict_counts,
 )
-from .interactive import figure_spec, plotly_js
+from .interactive import figure_spec, plotly_js, plotly_version
 from .style import save_figure
 from .tables import SWEEP_TABLES
 
@@ -131,9 +132,9 @@ def _header_html(name: str) -> str:
 
 
 def _cell_html(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
         return "<td>–</td>"
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return f"<td>{v}</td>"
     if isinstance(v, (int, float)) or hasattr(v, "dtype"):
         try:
@@ -509,6 +510,8 @@ def _render(page: _Page) -> str:
         if f'id="{a}"' in body
     )
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
+    version = plotly_version() if page.interactive else None
+    drawn_by = f"; interactive figures by plotly.js {version}" if version else ""
     from .._version import __version__
 
     return (
@@ -518,7 +521,7 @@ def _render(page: _Page) -> str:
         f"<h1>{_esc(page.title)}</h1><nav>{nav}</nav>\n"
         + body
         + f"\n<footer><p style='color:#999;font-size:.8em'>sgdscope {_esc(__version__)}, "
-        f"written {_esc(stamp)}</p></footer>"
+        f"written {_esc(stamp)}{_esc(drawn_by)}</p></footer>"
         + _plot_scripts(page)
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )

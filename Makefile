@@ -19,7 +19,7 @@ $(VENV)/.base: pyproject.toml
 # ray and slurm (submitit): the sweep executors' tests run them (a local Ray instance, submitit's
 # local executor); neither replaces the pinned torch.
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install --quiet -e ".[dev,tensorboard,hf,ray,slurm,lightning]"
+	$(PY) -m pip install --quiet -e ".[dev,interactive,tensorboard,hf,ray,slurm,lightning]"
 	touch $@
 
 install: $(VENV)/.base

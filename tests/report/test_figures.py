@@ -21,6 +21,7 @@ from sgdscope.report import (
     spectral_density,
 )
 from sgdscope.report._data import open_target
+from sgdscope.report.figures import STEP_LABEL
 from sgdscope.store import load_run
 
 from .conftest import scalar_rows, write_run
@@ -134,9 +135,78 @@ def test_figures_none_without_data(tmp_path: Path) -> None:
         assert fn([run]) is None, name
 
 
-@pytest.mark.parametrize("name", list(SWEEP_FIGURES))
+#: Sweep figures whose data the synthetic sweep lacks (tested on their own runs below).
+_NOT_IN_GOOD_SWEEP = {"spectral_norm_runs"}
+
+
+@pytest.mark.parametrize("name", sorted(set(SWEEP_FIGURES) - _NOT_IN_GOOD_SWEEP))
 def test_sweep_figures(good_sweep: Path, name: str) -> None:
     sweep = open_target(good_sweep)
     fig = SWEEP_FIGURES[name](sweep)
     assert isinstance(fig, Figure), name
     assert all(ax.has_data() for ax in fig.axes if ax.get_visible()), name
+
+
+# --------------------------------------------------------------------------- layout
+def _all_figures(tiny_run: Path, good_sweep: Path) -> list[tuple[str, Figure]]:
+    run, sweep = load_run(tiny_run), open_target(good_sweep)
+    figs = [(n, fn(run)) for n, fn in RUN_FIGURES.items()]
+    figs += [(f"sweep_{n}", fn(sweep)) for n, fn in SWEEP_FIGURES.items()]
+    return [(n, f) for n, f in figs if f is not None]
+
+
+def test_legends_cover_no_axes_and_step_ticks_are_integers(
+    tiny_run: Path, good_sweep: Path
+) -> None:
+    """Every legend (of an axes or of the figure) lies outside every visible plot area, and a
+    step axis shows whole steps only."""
+    checked_steps = 0
+    for name, fig in _all_figures(tiny_run, good_sweep):
+        fig.canvas.draw()
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        for leg in legends:
+            box = leg.get_window_extent()
+            for ax in fig.axes:
+                if ax.get_visible():
+                    area = ax.get_window_extent()
+                    assert not box.overlaps(area), f"{name}: a legend covers a plot"
+        for ax in fig.axes:
+            if ax.get_visible() and ax.get_xlabel() == STEP_LABEL:
+                lo, hi = sorted(ax.get_xlim())
+                ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+                assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+                checked_steps += 1
+    assert checked_steps >= 8  # the check ran on the step axes, not on none
+
+
+def _norm_run(path: Path, scale: float) -> Path:
+    """λ₁ > 0 and a larger |λ_min|; the stored spectral_norm differs from both on purpose (it
+    is what the probe measured, and what the figure must show)."""
+    vals = {
+        "lambda_1": {t: scale * (1.0 + 0.1 * t) for t in range(0, 50, 10)},
+        "lambda_min": {t: -scale * (3.0 + 0.1 * t) for t in range(0, 50, 10)},
+        "spectral_norm": {t: scale * (7.0 + 0.2 * t) for t in range(0, 50, 10)},
+        "val_acc": {0: 0.1, 40: 0.8},
+    }
+    return write_run(path, scalar_rows(vals))
+
+
+def test_spectral_norm_figures_plot_the_stored_metric(tmp_path: Path) -> None:
+    run = load_run(_norm_run(tmp_path / "a", 1.0))
+    fig = RUN_FIGURES["spectral_norm"](run)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # ‖H‖₂ above the val accuracy
+    (line,) = fig.axes[0].get_lines()
+    assert np.allclose(line.get_xdata(), [0, 10, 20, 30, 40])
+    assert np.allclose(line.get_ydata(), [7.0, 9.0, 11.0, 13.0, 15.0])  # not max(|λ₁|, |λ_min|)
+    assert np.allclose(fig.axes[1].get_lines()[0].get_ydata(), [10.0, 80.0])
+    assert_drawn(fig)
+
+    other = load_run(_norm_run(tmp_path / "b", 2.0))
+    fig = SWEEP_FIGURES["spectral_norm_runs"]([run, other])
+    assert isinstance(fig, Figure)
+    curves = {ln.get_label(): ln.get_ydata() for ln in fig.axes[0].get_lines()}
+    assert sorted(np.max(v) for v in curves.values()) == [15.0, 30.0]
+    assert_drawn(fig)
+    # Without the stored metric nor λ_min there is no ‖H‖₂: no figure (|λ₁| is only a bound).
+    bare = load_run(write_run(tmp_path / "c", scalar_rows({"lambda_1": {0: 1.0, 10: 2.0}})))
+    assert RUN_FIGURES["spectral_norm"](bare) is None

@@ -1,4 +1,5 @@
-"""``sgdscope report RUN_OR_SWEEP_DIR [--out DIR]``: a thin wrapper of ``write_report``."""
+"""``sgdscope report RUN_OR_SWEEP_DIR [--out DIR]``: writes the HTML report, prints the verdicts
+(the applicable findings; the page has them all) and, last, the page's path."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write the self-contained HTML report (figures, tables, findings) and print its path.
+    """Write the self-contained HTML report (figures, tables, findings), print the verdicts and,
+    on the last line, the report's path.
 
     Example: sgdscope report runs/demo/digits-mlp --out reports/digits
     """
-    from ..report import write_report
+    from ..report import findings_text
+    from ..report.html import report_with_findings
 
-    typer.echo(str(write_report(path, out)))
+    page, findings = report_with_findings(path, out)
+    typer.echo(findings_text(findings, include_na=False))
+    typer.echo(str(page))

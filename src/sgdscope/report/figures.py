@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .. import metrics as M
 from ..store import Run
@@ -52,9 +53,52 @@ def _runs(obj: Any) -> list[Run]:
     return list(obj)
 
 
-def _legend(ax: Axes, **kw: Any) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
+#: Legends with more entries than this go under the panels (on the right they squeeze the plot).
+LEGEND_RIGHT_MAX = 8
+
+
+def _legend(ax: Axes, *, ncol: int = 1, fontsize: float | None = None) -> None:
+    """The axes' legend outside it, on its right (under the figure when long): a legend never
+    covers a curve."""
+    handles = ax.get_legend_handles_labels()[0]
+    if len(handles) > LEGEND_RIGHT_MAX:
+        _figure_legend(ax.figure, [ax], fontsize=fontsize)
+    elif handles:
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            ncol=ncol,
+            fontsize=fontsize,
+        )
+
+
+def _figure_legend(fig: Figure, axes: Sequence[Axes], *, fontsize: float | None = None) -> None:
+    """One legend for several panels (each label once), outside them: on the right when short,
+    under the panels when long."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if not entries:
+        return
+    if len(entries) <= LEGEND_RIGHT_MAX:
+        fig.legend(entries.values(), entries.keys(), loc="outside right upper", fontsize=fontsize)
+    else:
+        ncol = min(3, len(entries))
+        fig.legend(
+            entries.values(),
+            entries.keys(),
+            loc="outside lower center",
+            ncol=ncol,
+            fontsize=fontsize,
+        )
+
+
+def _step_axis(ax: Axes) -> None:
+    """The x axis counts updates: its label, and integer ticks only (no step 2.5)."""
+    ax.set_xlabel(STEP_LABEL)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _positive_log(ax: Axes, values: np.ndarray) -> None:
@@ -81,27 +125,26 @@ def training_curves(run: Run) -> Figure | None:
     for i, (split, s) in enumerate(evals.items()):
         if s is not None:
             ax.plot(s.index, s.to_numpy(), "o-", color=color(i), label=split)
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("loss (nats)")
     ax.set_title("loss")
-    _legend(ax)
     if has_acc:
         ax = axes[1]
         for i, (split, s) in enumerate(accs.items()):
             if s is not None:
                 ax.plot(s.index, 100 * s.to_numpy(), "o-", color=color(i), label=split)
-        ax.set_xlabel(STEP_LABEL)
+        _step_axis(ax)
         ax.set_ylabel("accuracy (%)")
         ax.set_title("accuracy")
-        _legend(ax)
+    _figure_legend(fig, axes)  # one legend: a split has the same colour in both panels
     fig.suptitle(f"Training curves — {run.name}")
     return fig
 
 
 @styled
 def eigenvalue_evolution(run: Run, *, max_k: int = 10) -> Figure | None:
-    """Top-k Hessian eigenvalues over training (log scale) with the stability line 2/η (paper A,
-    Fig. 1–2; with momentum β the line is 2(1 + β)/η)."""
+    """Top-k Hessian eigenvalues over training with the stability line 2/η (paper A, Fig. 1–2;
+    with momentum β the line is 2(1 + β)/η) and ‖H‖₂ when measured."""
     ev = eigenvalues(run)
     if ev is None:
         return None
@@ -125,10 +168,38 @@ def eigenvalue_evolution(run: Run, *, max_k: int = 10) -> Figure | None:
     finite = vals[np.isfinite(vals)]
     if len(finite) and finite.min() > 0:
         ax.set_yscale("log")
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("Hessian eigenvalue (loss / param²)")
     ax.set_title(f"Top-{k} eigenvalues of the Hessian — {run.name}")
-    _legend(ax, ncol=2 if k > 4 else 1, loc="best")
+    _legend(ax, ncol=2 if k > 4 else 1)
+    return fig
+
+
+@styled
+def spectral_norm_curve(run: Run) -> Figure | None:
+    """The Hessian's spectral norm ‖H‖₂ = max(|λ₁|, |λ_min|) along training (the stored
+    ``spectral_norm``), above the validation accuracy (paper B, Fig. 3 and 6)."""
+    norm = spectral_norm(run)
+    if norm is None:
+        return None
+    acc = series(run, M.VAL_ACC)
+    fig, axes = new_figure(
+        2 if acc is not None else 1,
+        1,
+        width=TEXT_WIDTH * 0.7,
+        height=3.6 if acc is not None else 2.6,
+        sharex=True,
+        height_ratios=[1.6, 1.0] if acc is not None else None,
+    )
+    axes[0].plot(
+        norm.index, norm.to_numpy(), "o-" if len(norm) < 30 else "-", ms=2.5, color=color(0)
+    )
+    axes[0].set_ylabel("‖H‖₂ (loss / param²)")
+    axes[0].set_title(f"Spectral norm of the Hessian — {run.name}")
+    if acc is not None:
+        axes[1].plot(acc.index, 100 * acc.to_numpy(), "o-", ms=2.5, color=color(1))
+        axes[1].set_ylabel("val accuracy (%)")
+    _step_axis(axes[-1])
     return fig
 
 
@@ -169,10 +240,10 @@ def edge_of_stability(run: Run) -> Figure | None:
         style = "o-" if len(c) < 60 else "-"
         ax.plot(c.index, c.to_numpy(), style, ms=2.5, color=color(i), label=f"{lab} / threshold")
     ax.axhline(1.0, ls="--", color=REFERENCE, label="edge of stability")
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("sharpness / stability threshold")
     ax.set_title(f"Edge of stability — {run.name}")
-    _legend(ax, loc="best")
+    _legend(ax)
     return fig
 
 
@@ -209,7 +280,7 @@ def layer_sharpness(run: Run) -> Figure | None:
     if not allv:
         return None
     _positive_log(ax, np.concatenate(allv))
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("λ₁ of the layer's block (loss / param²)")
     ax.set_title(f"Sharpness per layer — {run.name}")
     _legend(ax, fontsize=6.5, ncol=2 if len(names) > 5 else 1)
@@ -285,7 +356,7 @@ def alignment(run: Run, *, max_k: int = 5) -> Figure | None:
     vals = np.concatenate(allv) if allv else np.array([1.0])
     if np.all(vals[np.isfinite(vals)] > 0):
         ax.set_yscale("log")
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("|cos(gₜ, eᵢ)|")
     ax.set_title(f"Gradient alignment with the top eigenvectors — {run.name}")
     _legend(ax, ncol=2)
@@ -489,7 +560,7 @@ def noise_curvature(run: Run) -> Figure | None:
     fig, axes = new_figure(1, len(panels), width=TEXT_WIDTH * (0.5 * len(panels) + 0.2), height=2.6)
     for i, (ax, (s, lab)) in enumerate(zip(axes, panels, strict=True)):
         ax.plot(s.index, s.to_numpy(), "o-" if len(s) < 30 else "-", color=color(i))
-        ax.set_xlabel(STEP_LABEL)
+        _step_axis(ax)
         ax.set_ylabel(lab)
     fig.suptitle(f"Gradient noise against curvature — {run.name}")
     return fig
@@ -608,7 +679,6 @@ def _vs_panel(
     ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    _legend(ax, fontsize=6.5)
     return True
 
 
@@ -649,6 +719,7 @@ def _sweep_grid(sweep: Any, ys: list[tuple[str, str]], title: str) -> Figure | N
             drawn |= _vs_panel(axes[r * len(xs) + c], frame, x, y, g, xlab, ylab)
     if not drawn:
         return None
+    _figure_legend(fig, [a for a in axes if a.get_visible()], fontsize=6.5)
     fig.suptitle(title)
     return fig
 
@@ -676,19 +747,26 @@ def walk_vs_hparams(sweep: Any) -> Figure | None:
     )
 
 
-def _curves(
-    runs: list[Run], labels: list[str], panels: list[tuple[str, str, float]], title: str
-) -> Figure | None:
-    present = [p for p in panels if any(series(r, p[0]) is not None for r in runs)]
+#: A panel of :func:`_curves`: the metric (a scalar's name, or a function of the run giving its
+#: series by step), the y label, and a factor applied to the values (100 for percentages).
+Panel = tuple[str | Callable[[Run], pd.Series | None], str, float]
+
+
+def _panel_series(run: Run, metric: str | Callable[[Run], pd.Series | None]) -> pd.Series | None:
+    return series(run, metric) if isinstance(metric, str) else metric(run)
+
+
+def _curves(runs: list[Run], labels: list[str], panels: list[Panel], title: str) -> Figure | None:
+    present = [p for p in panels if any(_panel_series(r, p[0]) is not None for r in runs)]
     if not present:
         return None
     ncols = 2 if len(present) > 1 else 1
     nrows = math.ceil(len(present) / ncols)
-    extra = 0.0 if len(runs) <= 4 else 0.18 * math.ceil(len(runs) / 3)  # room for the legend
+    extra = 0.0 if len(runs) <= 8 else 0.18 * math.ceil(len(runs) / 3)  # room for the legend
     fig, axes = new_figure(nrows, ncols, width=TEXT_WIDTH, height=2.3 * nrows + extra)
     for ax, (name, ylabel, scale) in zip(axes, present, strict=False):
         for i, (r, lab) in enumerate(zip(runs, labels, strict=True)):
-            s = series(r, name)
+            s = _panel_series(r, name)
             if s is not None:
                 marker = "o" if len(s) < 30 else ""
                 # Past the palette's 8 colours, dashes and dots keep runs apart.
@@ -703,17 +781,11 @@ def _curves(
                     color=color(i),
                     label=lab,
                 )
-        ax.set_xlabel(STEP_LABEL)
+        _step_axis(ax)
         ax.set_ylabel(ylabel)
     for ax in axes[len(present) :]:
         ax.set_visible(False)
-    if len(runs) <= 4:
-        _legend(axes[0], fontsize=6.5)
-    else:  # many runs: one legend under the panels, where it hides no curve
-        handles, texts = axes[0].get_legend_handles_labels()
-        fig.legend(
-            handles, texts, loc="outside lower center", ncol=min(3, len(texts)), fontsize=6.5
-        )
+    _figure_legend(fig, axes[: len(present)], fontsize=6.5)
     fig.suptitle(title)
     return fig
 
@@ -729,8 +801,8 @@ def _labels(runs: list[Run], keys: list[str]) -> list[str]:
 
 @styled
 def lambda_runs(sweep: Any) -> Figure | None:
-    """λ₁ over training for each SGD run of a sweep (paper A, Fig. 1), log scale: the runs of
-    :func:`~sgdscope.report._data.sgd_runs`, the same as the peak-λ₁ figure and its finding."""
+    """λ₁ over training for each SGD run of a sweep (paper A, Fig. 1): the same runs as the
+    peak-λ₁ figure and its finding."""
     curves = [(r, lambda1(r)) for r in sgd_runs(sweep).runs]
     curves = [(r, c) for r, c in curves if c is not None]
     if len(curves) < 2:
@@ -752,11 +824,30 @@ def lambda_runs(sweep: Any) -> Figure | None:
         )
         allv.append(c.to_numpy())
     _positive_log(ax, np.concatenate(allv))
-    ax.set_xlabel(STEP_LABEL)
+    _step_axis(ax)
     ax.set_ylabel("λ₁ (loss / param²)")
     ax.set_title("Top Hessian eigenvalue along training, per run")
     _legend(ax, fontsize=6.5, ncol=2 if len(curves) > 6 else 1)
     return fig
+
+
+@styled
+def spectral_norm_runs(sweep: Any) -> Figure | None:
+    """‖H‖₂ = max(|λ₁|, |λ_min|) (the stored ``spectral_norm``) and the validation accuracy
+    along training, one curve per run (paper B, Fig. 3 and 6)."""
+    runs = [r for r in _runs(sweep) if spectral_norm(r) is not None]
+    if len(runs) < 2:
+        return None
+    labels = _labels(runs, grid_keys(as_sweep(sweep)))
+    return _curves(
+        runs,
+        labels,
+        [
+            (spectral_norm, "‖H‖₂ (loss / param²)", 1.0),
+            (M.VAL_ACC, "val accuracy (%)", 100.0),
+        ],
+        "Spectral norm of the Hessian along training, per run",
+    )
 
 
 @styled
@@ -825,6 +916,7 @@ def runs_overview(sweep: Any) -> Figure | None:
 RUN_FIGURES: dict[str, Callable[[Run], Figure | None]] = {
     "training": training_curves,
     "eigenvalues": eigenvalue_evolution,
+    "spectral_norm": spectral_norm_curve,
     "edge_of_stability": edge_of_stability,
     "layer_sharpness": layer_sharpness,
     "spectral_density": spectral_density,
@@ -839,6 +931,7 @@ RUN_FIGURES: dict[str, Callable[[Run], Figure | None]] = {
 SWEEP_FIGURES: dict[str, Callable[[Any], Figure | None]] = {
     "runs": runs_overview,
     "lambda_runs": lambda_runs,
+    "spectral_norm_runs": spectral_norm_runs,
     "peak_lambda": peak_lambda,
     "walk_vs_hparams": walk_vs_hparams,
     "gd_vs_noisy": gd_vs_noisy,
@@ -873,6 +966,8 @@ __all__ = [
     "save_figure",
     "schedule_comparison",
     "spectral_density",
+    "spectral_norm_curve",
+    "spectral_norm_runs",
     "training_curves",
     "walk",
     "walk_vs_hparams",

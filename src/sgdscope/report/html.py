@@ -1,7 +1,9 @@
 """One self-contained HTML page per run or sweep: figures, tables, config, versions, findings.
 
-Figures are embedded as base64 PNG (the page needs no other file and no network) and also
-written as PNG + SVG under ``figures/`` beside the page, for papers and slides.
+Every figure is written as PNG + SVG under ``figures/`` beside the page, for papers and slides.
+In the page it is interactive (zoom, pan, hover) when the optional extra ``sgdscope[interactive]``
+(plotly) is installed and the figure translates (:mod:`sgdscope.report.interactive`); otherwise
+it is the PNG, embedded as base64. plotly.js is inlined in the page: it opens with no network.
 """
 
 from __future__ import annotations
@@ -9,17 +11,21 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
 from ..recipes import Published
 from ..store import Run
+from ..store.summary import SUMMARY_FIELDS
 from ._data import grid_keys, is_sweep, open_target, run_label, sweep_frame
 from ._evidence import Evidence
 from ._published import compare, recipe_of
@@ -35,6 +41,7 @@ from .findings import (
     judge_per_seed,
     verdict_counts,
 )
+from .interactive import figure_spec, plotly_js, plotly_version
 from .style import save_figure
 from .tables import SWEEP_TABLES
 
@@ -44,45 +51,125 @@ FIGURES_DIR = "figures"
 
 @dataclass
 class _Page:
-    """The page's sections as HTML fragments, and the figure files written."""
+    """The page's sections as HTML fragments, the figure files written, and whether the page
+    draws interactive figures (then it carries plotly.js)."""
 
     title: str
     sections: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    interactive: bool = False
+    findings: list[Finding] = field(default_factory=list)
 
 
 def _esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+def _scale_note(fig: Figure) -> str:
+    """What the figure's axes are, said from the axes themselves (a docstring cannot know: a log
+    axis is chosen only when every value is positive)."""
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    notes = []
+    for d in ("x", "y"):
+        logs = [ax for ax in axes if (ax.get_xscale() if d == "x" else ax.get_yscale()) == "log"]
+        if logs and len(logs) == len(axes):
+            notes.append(f"{d} axis log scale")
+        elif logs:
+            notes.append(f"{d} axis log scale in {len(logs)} of {len(axes)} panels")
+    return f" ({'; '.join(notes)}.)" if notes else ""
+
+
 def _figure_html(fig: Figure, directory: Path, name: str, caption: str, page: _Page) -> str:
-    paths = save_figure(fig, directory, name)
+    paths = save_figure(fig, directory, name)  # draws the layout figure_spec reads
     page.figures.extend(paths.values())
-    data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+    caption += _scale_note(fig)
+    files = f'<span class="files">({_esc(FIGURES_DIR)}/{_esc(name)}.png, .svg)</span>'
+    spec = figure_spec(fig) if plotly_js() is not None else None
+    if spec is None:
+        data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+        return (
+            f'<figure id="fig-{_esc(name)}"><img alt="{_esc(caption)}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(caption)} {files}</figcaption></figure>"
+        )
+    page.interactive = True
+    # JSON inside <script>: "</" would end the element early.
+    payload = json.dumps(spec, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    width = spec["layout"]["meta"]["width"]
+    height = spec["layout"]["height"]
     return (
-        f'<figure id="fig-{_esc(name)}"><img alt="{_esc(caption)}" '
-        f'src="data:image/png;base64,{data}">'
-        f"<figcaption>{_esc(caption)} "
-        f'<span class="files">({_esc(FIGURES_DIR)}/{_esc(name)}.png, .svg)</span>'
-        "</figcaption></figure>"
+        f'<figure id="fig-{_esc(name)}" class="interactive">'
+        f'<div class="plot" role="img" aria-label="{_esc(caption)}" '
+        f'style="max-width:{width}px;height:{height}px"></div>'
+        f'<script type="application/json" class="spec">{payload}</script>'
+        f"<figcaption>{_esc(caption)} Drag to zoom, double-click to reset, click a legend "
+        f"entry to hide it. {files}</figcaption></figure>"
     )
+
+
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`")
 
 
 def _first_line(fn: Callable[..., Any]) -> str:
+    """The first paragraph of ``fn``'s docstring as plain text (reST roles and ``literals``
+    become their text: a caption shows no backticks)."""
     doc = (fn.__doc__ or "").strip()
-    return " ".join(doc.split("\n\n")[0].split())
+    text = " ".join(doc.split("\n\n")[0].split())
+    return _ROLE.sub(r"\1", text).replace("``", "").replace("`", "")
+
+
+#: A table with more columns than this is shown in several tables of at most this many
+#: (the first column, the run, repeated), so that it fits the page without scrolling sideways.
+MAX_TABLE_COLUMNS = 9
+
+
+def _header_html(name: str) -> str:
+    """A column name that may wrap after ``_`` or ``.`` (peak_lambda_1_step is wider than its
+    numbers), with its meaning as a tooltip when it is a summary field."""
+    title = f"{name}: {SUMMARY_FIELDS[name]}" if name in SUMMARY_FIELDS else name
+    text = re.sub(r"([_.])", r"\1<wbr>", _esc(name))
+    return f'<th title="{_esc(title)}">{text}</th>'
+
+
+def _cell_html(v: Any) -> str:
+    if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)):
+        return "<td>–</td>"
+    if isinstance(v, (bool, np.bool_)):
+        return f"<td>{v}</td>"
+    if isinstance(v, (int, float)) or hasattr(v, "dtype"):
+        try:
+            return f"<td>{_esc(format_number(float(v)))}</td>"
+        except (TypeError, ValueError):
+            pass
+    text = str(v)
+    return f'<td class="text">{_esc(text) if text else "–"}</td>'
 
 
 def _table_html(df: pd.DataFrame, caption: str) -> str:
-    body = df.to_html(
-        index=False,
-        border=0,
-        classes="data",
-        na_rep="–",
-        float_format=lambda v: format_number(float(v)),
-        escape=True,
-    )
-    return f'<div class="table"><h4>{_esc(caption)}</h4>{body}</div>'
+    """The frame as tables of at most :data:`MAX_TABLE_COLUMNS` columns; columns with no value
+    at all are left out (they say nothing and cost width)."""
+    df = df.loc[:, [c for c in df.columns if df[c].astype(str).str.strip().ne("").any()]]
+    df = df.loc[:, df.notna().any(axis=0)]
+    cols = list(df.columns)
+    if not cols:
+        return ""
+    first, rest = cols[0], cols[1:]
+    width = MAX_TABLE_COLUMNS - 1
+    chunks = [rest[i : i + width] for i in range(0, len(rest), width)] or [[]]
+    out = []
+    for i, chunk in enumerate(chunks):
+        part = [first, *chunk]
+        head = "".join(_header_html(str(c)) for c in part)
+        rows = "".join(
+            "<tr>" + "".join(_cell_html(v) for v in row) + "</tr>"
+            for row in df[part].itertuples(index=False)
+        )
+        note = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+        out.append(
+            f"<h4>{_esc(caption)}{note}</h4><table class='data'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+    return f'<div class="table">{"".join(out)}</div>'
 
 
 def _run_figures(run: Run, directory: Path, page: _Page, prefix: str = "") -> list[str]:
@@ -222,8 +309,11 @@ def _published_html(runs: list[Run], published: Published) -> str:
 
 
 def _section(title: str, body: str | list[str], anchor: str) -> str:
+    """A titled section, or "" when the body is empty: the page never shows a bare heading."""
     if isinstance(body, list):
-        body = "\n".join(body)
+        body = "\n".join(b for b in body if b.strip())
+    if not body.strip():
+        return ""
     return f'<section id="{_esc(anchor)}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
 
 
@@ -240,7 +330,7 @@ def _status(run: Run) -> dict[str, Any]:
 def _run_page(run: Run, out_dir: Path, published: Published | None) -> _Page:
     page = _Page(f"sgdscope report — {run.name}")
     figs_dir = out_dir / FIGURES_DIR
-    findings = judge(run)
+    findings = page.findings = judge(run)
     page.sections.append(_section("Run", _kv_table(_status(run)), "run"))
     page.sections.append(_section("Findings", _findings_html(findings), "findings"))
     if published is not None:
@@ -278,7 +368,7 @@ def _sweep_page(sweep: Any, out_dir: Path, run_figures: bool, published: Publish
         **{f"status {k}": v for k, v in statuses.items()},
     }
     page.sections.append(_section("Sweep", _kv_table(info), "sweep"))
-    findings = judge(sweep)
+    findings = page.findings = judge(sweep)
     page.sections.append(_section("Findings", _findings_html(findings), "findings"))
     per_seed = judge_per_seed(sweep)
     if len(per_seed) > 1:
@@ -332,8 +422,12 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-botto
 margin-top:1.8em}h4{margin:.8em 0 .3em}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.files{color:#999}
-table{border-collapse:collapse;font-size:.85em}td,th{padding:.25em .6em;text-align:left;
-vertical-align:top;border-bottom:1px solid #eee}table.data td{text-align:right}
+table{border-collapse:collapse;font-size:.85em;max-width:100%}td,th{padding:.25em .6em;
+text-align:left;vertical-align:top;border-bottom:1px solid #eee;overflow-wrap:break-word}
+table.data{font-size:.8em;margin-bottom:.8em}table.data th{font-weight:600;cursor:help}
+table.data td{text-align:right;white-space:nowrap}table.data td.text,table.kv td{
+text-align:left;white-space:normal;overflow-wrap:anywhere}
+figure.interactive .plot{width:100%}
 .finding{margin:1em 0 1.4em}.finding h4{margin:.2em 0;font-weight:500}
 .rule,.needs,.excluded{color:#555;font-size:.9em;margin-top:.2em}
 table.parts{margin-top:.4em;width:100%}table.parts td{font-size:.95em}
@@ -347,15 +441,58 @@ details.run{margin:.6em 0}details summary{cursor:pointer}nav a{margin-right:1em}
 
 # Counts images that failed to decode (naturalWidth 0) into data attributes, so a headless
 # browser's DOM dump can tell whether every embedded figure rendered.
+# Also records how far the page overflows sideways (0: no horizontal scroll bar) and how many
+# interactive figures drew (a drawn one holds plotly's svg.main-svg).
 _SCRIPT = """
 window.addEventListener("load", function () {
   var imgs = document.images, broken = 0;
   for (var i = 0; i < imgs.length; i++) {
     if (!imgs[i].complete || imgs[i].naturalWidth === 0) { broken++; }
   }
+  var root = document.documentElement;
+  var plots = document.querySelectorAll("figure.interactive .plot");
+  var drawn = 0;
+  plots.forEach(function (p) { if (p.querySelector("svg.main-svg")) { drawn++; } });
   document.body.setAttribute("data-images", String(imgs.length));
   document.body.setAttribute("data-broken-images", String(broken));
+  document.body.setAttribute("data-overflow-x", String(root.scrollWidth - root.clientWidth));
+  document.body.setAttribute("data-plots", String(plots.length));
+  document.body.setAttribute("data-plots-drawn", String(drawn));
 });
+"""
+
+# Draws each interactive figure from the JSON beside it. Step axes keep whole-number ticks when
+# zoomed in (plotly would put ticks at 2.5): below 20 steps shown, ticks every whole step or more.
+_PLOTS = """
+(function () {
+  function integerTicks(gd, axes) {
+    var update = {};
+    axes.forEach(function (a) {
+      var ax = gd._fullLayout[a];
+      if (!ax || !ax.range) { return; }
+      var span = Math.abs(ax.range[1] - ax.range[0]);
+      if (span < 20) {
+        update[a + ".tickmode"] = "linear"; update[a + ".tick0"] = 0;
+        update[a + ".dtick"] = Math.max(1, Math.ceil(span / 8));
+      } else { update[a + ".tickmode"] = "auto"; update[a + ".dtick"] = null; }
+    });
+    if (Object.keys(update).length) { Plotly.relayout(gd, update); }
+  }
+  document.querySelectorAll("figure.interactive").forEach(function (f) {
+    var gd = f.querySelector(".plot");
+    var spec = JSON.parse(f.querySelector("script.spec").textContent);
+    var axes = spec.layout.meta.integer_axes;
+    var config = {responsive: true, displaylogo: false, scrollZoom: false,
+                  modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+    Plotly.newPlot(gd, spec.data, spec.layout, config).then(function () {
+      integerTicks(gd, axes);
+      gd.on("plotly_relayout", function (ev) {
+        var ranged = Object.keys(ev).some(function (k) { return /range|autorange/.test(k); });
+        if (ranged) { integerTicks(gd, axes); }
+      });
+    });
+  });
+})();
 """
 
 
@@ -373,6 +510,8 @@ def _render(page: _Page) -> str:
         if f'id="{a}"' in body
     )
     stamp = _dt.datetime.now().isoformat(timespec="seconds")
+    version = plotly_version() if page.interactive else None
+    drawn_by = f"; interactive figures by plotly.js {version}" if version else ""
     from .._version import __version__
 
     return (
@@ -382,9 +521,20 @@ def _render(page: _Page) -> str:
         f"<h1>{_esc(page.title)}</h1><nav>{nav}</nav>\n"
         + body
         + f"\n<footer><p style='color:#999;font-size:.8em'>sgdscope {_esc(__version__)}, "
-        f"written {_esc(stamp)}</p></footer>"
-        f"<script>{_SCRIPT}</script></body></html>\n"
+        f"written {_esc(stamp)}{_esc(drawn_by)}</p></footer>"
+        + _plot_scripts(page)
+        + f"<script>{_SCRIPT}</script></body></html>\n"
     )
+
+
+def _plot_scripts(page: _Page) -> str:
+    """plotly.js inlined (no CDN: the page opens offline) and the drawing script, when the page
+    has an interactive figure."""
+    js = plotly_js() if page.interactive else None
+    if js is None:
+        return ""
+    js = js.replace("</script", "<\\/script")  # a string inside plotly.js must not end the tag
+    return f"<script>{js}</script><script>{_PLOTS}</script>"
 
 
 #: Sweeps with more runs than this get no per-run figures unless asked (each costs ~1 s).
@@ -416,6 +566,18 @@ def write_report(
         >>> write_report("runs/demo/digits-mlp")   # doctest: +SKIP
         PosixPath('runs/demo/digits-mlp/report.html')
     """
+    return report_with_findings(path, out, run_figures=run_figures, published=published)[0]
+
+
+def report_with_findings(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    run_figures: bool | None = None,
+    published: Published | None = None,
+) -> tuple[Path, list[Finding]]:
+    """:func:`write_report`, also returning the findings the page shows (judged once), for
+    callers that print them too (``sgdscope report``)."""
     target = open_target(path)
     out_path = Path(path) if out is None else Path(out)
     if out_path.suffix.lower() in (".html", ".htm"):
@@ -436,7 +598,13 @@ def write_report(
     tmp = html_file.with_name(html_file.name + ".tmp")
     tmp.write_text(_render(page), encoding="utf-8")
     tmp.replace(html_file)  # atomic: a reader never sees half a page
-    return html_file
+    return html_file, page.findings
 
 
-__all__ = ["FIGURES_DIR", "MAX_RUNS_WITH_FIGURES", "REPORT_FILE", "write_report"]
+__all__ = [
+    "FIGURES_DIR",
+    "MAX_RUNS_WITH_FIGURES",
+    "REPORT_FILE",
+    "report_with_findings",
+    "write_report",
+]

@@ -199,7 +199,16 @@ def verdict_table(outcomes: Sequence[RecipeOutcome], *, incidental: bool = False
                 row[f"seed {seed}"] = next(x.verdict for x in fs if x.id == f.id)
             row["overall"] = f.verdict
             rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    # recipes sweep different seeds: every seed column in numeric order, then overall; a
+    # recipe that did not run a seed has an empty cell there
+    seeds = sorted(
+        (c for c in table.columns if c.startswith("seed ")),
+        key=lambda c: (0, int(c[5:])) if c[5:].lstrip("-").isdigit() else (1, c),
+    )
+    return table[["recipe", "finding", *seeds, "overall"]].fillna("")
 
 
 def finding_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
@@ -212,17 +221,20 @@ def finding_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
     rows = []
     for o in outcomes:
         for f in o.designated:
-            per = [next(x.verdict for x in fs if x.id == f.id) for fs in o.per_seed.values()]
+            per = {
+                seed: next(x.verdict for x in fs if x.id == f.id) for seed, fs in o.per_seed.items()
+            }
             rows.append(
                 {
                     "finding": f.id,
                     "recipe": o.recipe.name,
                     "overall": f.verdict,
-                    "seeds reproduced": f"{per.count('reproduced')}/{len(per)}",
+                    # a trend across seeds is "?" on each seed alone by construction
+                    "each seed alone": " ".join(f"{k}:{_MARK[v]}" for k, v in per.items()),
                 }
             )
     rows.sort(key=lambda r: (order.get(r["finding"], len(order)), r["recipe"]))
-    return pd.DataFrame(rows, columns=["finding", "recipe", "overall", "seeds reproduced"])
+    return pd.DataFrame(rows, columns=["finding", "recipe", "overall", "each seed alone"])
 
 
 def summary_text(outcomes: Sequence[RecipeOutcome]) -> str:

@@ -575,11 +575,7 @@ def _beyond(t: Any) -> list[Finding]:
     from .findings_beyond import BEYOND_RULES
 
     runs = list(t.runs)
-    out = []
-    for rule in BEYOND_RULES:
-        f = rule.evaluate(runs)
-        out.append(Finding(f.id, f.paper, f.statement, f.rule, f.verdict, f.parts, f.needs))
-    return out
+    return [rule.evaluate(runs) for rule in BEYOND_RULES]
 
 
 def judge_per_seed(target: Any) -> dict[Any, list[Finding]]:

@@ -33,7 +33,7 @@ of stability for SGD" (2024); Song, Ahn & Yun, "Does SGD really happen in tiny s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,6 @@ from ._data import as_sweep, batch_value, optim_name, optim_option, series
 from ._evidence import (
     INSUFFICIENT,
     NOT_APPLICABLE,
-    NOT_REPRODUCED,
-    REPRODUCED,
     Evidence,
     Excluded,
     assess,
@@ -56,6 +54,7 @@ from ._evidence import (
     split_valid_runs,
 )
 from ._stats import EQUIVALENT, GREATER, LESS, Criterion, one_sample_test, trend_test
+from .findings import Finding, combine
 
 __all__ = [
     "BEYOND_RULES",
@@ -140,40 +139,9 @@ class BeyondRule:
         return BeyondFinding(self.id, self.paper, self.statement, self.rule, verdict, parts, needs)
 
 
-@dataclass(frozen=True)
-class BeyondFinding:
-    """A rule's verdict and its parts (the fields of sgdscope.report.findings.Finding)."""
-
-    id: str
-    paper: str
-    statement: str
-    rule: str
-    verdict: str
-    parts: tuple[Evidence, ...] = ()
-    needs: str = ""
-
-    def text(self) -> str:
-        """The finding and each part's fields, as indented lines."""
-        lines = [f"{self.id} [{self.verdict}] {self.statement}", f"  rule: {self.rule}"]
-        if self.needs:
-            lines.append(f"  needs: {self.needs}")
-        for p in self.parts:
-            lines.append(f"  - {p.claim} [{p.verdict}]")
-            for k, v in p.fields().items():
-                if k not in ("claim", "verdict"):
-                    lines.append(f"      {k}: {v}")
-        return "\n".join(lines)
-
-
-def combine(parts: Sequence[Evidence]) -> str:
-    """Reproduced only when every part is; else not reproduced, insufficient, not applicable."""
-    verdicts = [p.verdict for p in parts]
-    if not verdicts or all(v == NOT_APPLICABLE for v in verdicts):
-        return NOT_APPLICABLE
-    for v in (NOT_REPRODUCED, INSUFFICIENT, NOT_APPLICABLE):
-        if v in verdicts:
-            return v
-    return REPRODUCED
+#: The findings after both papers are :class:`~sgdscope.report.findings.Finding` objects, with
+#: ``paper = "beyond"`` (the name is kept for code that imported it).
+BeyondFinding = Finding
 
 
 # =========================================================================== per-run statistics

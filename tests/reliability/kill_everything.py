@@ -452,8 +452,18 @@ def _show(v: Any) -> str:
 
 
 def _tensorboard_differences(done: Path, ref: Path) -> list[str]:
-    """The mirror's event files hold each stored scalar once, equal to the reference's."""
-    from ..store.tb_read import same_values, tb_scalars
+    """The mirror's event files hold each stored scalar once (none left from the killed
+    process, none missing), equal to the run's own store and to the reference's events."""
+    from sgdscope.store import load_run
+
+    from ..store.tb_read import same_values, store_scalars, tb_scalars
 
     a, b = tb_scalars(done / "tensorboard"), tb_scalars(ref / "tensorboard")
-    return [] if same_values(a, b) else ["tensorboard event files differ from the reference"]
+    diffs = []
+    if not b:
+        diffs.append("the reference's tensorboard/ holds no scalar")
+    if not same_values(a, b):
+        diffs.append("tensorboard event files differ from the reference's")
+    if not same_values(a, store_scalars(load_run(done).scalars)):
+        diffs.append("tensorboard event files differ from the run's own metrics")
+    return diffs

@@ -423,7 +423,7 @@ class KillRow:
     identical: int = 0
     lost: int = 0
     duplicated: int = 0
-    steps: list[int] = field(default_factory=list)  # last stored step when killed
+    steps: list[str] = field(default_factory=list)  # last stored step when killed
     notes: list[str] = field(default_factory=list)
 
 
@@ -446,7 +446,7 @@ def kill_component(c: ke.Component, kills: int, seed: int, tmp: Path) -> KillRow
             row.notes.append(f"kill {i}: {str(e)[:150]}")
             continue
         row.killed += trial.killed
-        row.steps.append(trial.step)
+        row.steps.append(str(trial.step) if trial.killed else "finished first")
         if trial.rc != 0:
             row.notes.append(
                 f"kill {i} ({trial.resumed_with}) exit {trial.rc}: {trial.stderr[-150:]}"

@@ -462,8 +462,10 @@ def kill_component(c: ke.Component, kills: int, seed: int, tmp: Path) -> KillRow
     return row
 
 
-def kill_everything(kills: int, seed: int, workers: int, tmp: Path) -> list[KillRow]:
-    comps = ke.all_components()
+def kill_everything(
+    kills: int, seed: int, workers: int, tmp: Path, only: list[str] | None = None
+) -> list[KillRow]:
+    comps = [c for c in ke.all_components() if not only or c.id in only]
     with cf.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(kill_component, c, kills, seed, tmp) for c in comps]
         rows = []
@@ -535,6 +537,11 @@ def main() -> None:
         metavar="N",
         help="only the sweep: N SIGKILLs at random moments per registered probe and optimizer",
     )
+    ap.add_argument(
+        "--components",
+        default="",
+        help="with --kill-everything: only these, comma-separated (probe:sharpness,variant:...)",
+    )
     args = ap.parse_args()
     if args.kill_everything:
         _main_kill_everything(args)
@@ -580,7 +587,8 @@ def _main_kill_everything(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="sgdscope-kill-everything-"))
     try:
-        rows = kill_everything(args.kill_everything, args.seed, args.workers, tmp)
+        only = [c for c in args.components.split(",") if c]
+        rows = kill_everything(args.kill_everything, args.seed, args.workers, tmp, only)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     command = "python benchmarks/reliability.py " + " ".join(sys.argv[1:])

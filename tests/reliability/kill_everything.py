@@ -220,13 +220,22 @@ def component(kind: str, name: str) -> Component:
     return Component(f"{kind}:{name}", build)
 
 
-def all_components() -> list[Component]:
-    """Every registered probe and optimizer, then the variants."""
+def all_components(strict: bool = True) -> list[Component]:
+    """Every registered probe and optimizer, then the variants.
+
+    Raises:
+        KeyError: (``strict``) a registered component has no config here; without ``strict``
+            it is left out.
+    """
     from sgdscope.optim import list_optimizers
     from sgdscope.probes import list_probes
 
-    out = [component("probe", n) for n in list_probes()]
-    out += [component("optimizer", n) for n in list_optimizers()]
+    names = [("probe", n) for n in list_probes()] + [("optimizer", n) for n in list_optimizers()]
+    out = []
+    for kind, name in names:
+        table = PROBE_CONFIGS if kind == "probe" else OPTIMIZER_CONFIGS
+        if strict or name in table:
+            out.append(component(kind, name))
     return out + list(VARIANTS.values())
 
 

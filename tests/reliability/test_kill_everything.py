@@ -8,11 +8,11 @@ resumed with ``sgdscope resume``. The resumed run must equal the reference bit f
 scalar, array and warning row, the TensorBoard events where mirrored), lose and duplicate no row,
 pass ``PRAGMA integrity_check`` and end ``finished``.
 
-What runs where: each kill costs three real ``python -m sgdscope`` processes (~10 s of CPU,
-~20 s of wall time on the loaded 2-core machine), too much for all 22 components in ``make
-test``. The fast suite kills once a representative subset, :data:`FAST` (~80 s on the loaded
-machine); every other component's single kill and the several-kills test of every component are
-marked ``slow``.
+What runs where: each kill costs three real ``python -m sgdscope`` processes (~8 s of CPU; 8 s
+of wall time on the 2-core machine at load 2, ~20 s at load 5-7), too much for all 22 components
+in ``make test``. The fast suite kills once a representative subset, :data:`FAST` (~32 s at load
+2, ~80 s at load 5-7); every other component's single kill and the several-kills test of every
+component are marked ``slow``.
 ``benchmarks/reliability.py --kill-everything`` runs the N-kills sweep of RELIABILITY.md.
 """
 

@@ -7,6 +7,12 @@ processes on one run directory; damaged checkpoints, configs and stores; a full 
 read-only folder (tmpfs, root only); downloads without checksum or over plain HTTP.
 
 Usage: python benchmarks/reliability.py [--trials 5] [--seed 0] [--out FILE.md]
+
+``--kill-everything N`` runs instead the kill-every-component sweep (issue 11, item 1): for each
+registered probe and optimizer, and the variants of ``tests/reliability/kill_everything.py``, an
+uninterrupted reference run, then N runs SIGKILLed at moments drawn (seeded) in the reference's
+window from its first row to its last, each resumed and compared bit for bit with the reference:
+``python benchmarks/reliability.py --kill-everything 3 --workers 2 --out FILE.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.reliability import _helpers as h  # noqa: E402
+from tests.reliability import kill_everything as ke  # noqa: E402
 from tests.reliability.bad_inputs import CASES  # noqa: E402
 
 from sgdscope.store import load_run  # noqa: E402
@@ -407,6 +414,96 @@ def disks(tmp: Path) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- every component
+@dataclass
+class KillRow:
+    component: str
+    tried: int = 0
+    killed: int = 0  # still running at the moment drawn (the others had finished: no kill)
+    identical: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    steps: list[str] = field(default_factory=list)  # last stored step when killed
+    notes: list[str] = field(default_factory=list)
+
+
+def kill_component(c: ke.Component, kills: int, seed: int, tmp: Path) -> KillRow:
+    """Reference run, then ``kills`` SIGKILLs at random moments, each resumed and compared."""
+    row = KillRow(c.id)
+    d = tmp / c.slug
+    d.mkdir()
+    cfg = ke.write_config(d / "config.yaml", c.config())
+    ref = d / "ref"
+    timing = ke.run_timed(c, cfg, ref)
+    high = max(timing.last_row - timing.first_row, 0.05)
+    for i in range(kills):
+        delay = ke.kill_delay(seed, c.id, i, 0.0, high)
+        out = d / f"killed-{i}"
+        row.tried += 1
+        try:
+            trial = ke.kill_and_resume(c, cfg, out, delay)
+        except (AssertionError, subprocess.SubprocessError) as e:
+            row.notes.append(f"kill {i}: {str(e)[:150]}")
+            continue
+        row.killed += trial.killed
+        row.steps.append(str(trial.step) if trial.killed else "finished first")
+        if trial.rc != 0:
+            row.notes.append(
+                f"kill {i} ({trial.resumed_with}) exit {trial.rc}: {trial.stderr[-150:]}"
+            )
+            continue
+        cmp = ke.compare_runs(out, ref)
+        row.identical += cmp.identical
+        row.lost += cmp.lost
+        row.duplicated += cmp.duplicated
+        if not cmp.identical:
+            row.notes.append(f"kill {i}: {'; '.join(cmp.differences[:2])[:150]}")
+        shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def kill_everything(
+    kills: int, seed: int, workers: int, tmp: Path, only: list[str] | None = None
+) -> list[KillRow]:
+    comps = [c for c in ke.all_components() if not only or c.id in only]
+    with cf.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(kill_component, c, kills, seed, tmp) for c in comps]
+        rows = []
+        for f in futures:
+            r = f.result()
+            rows.append(r)
+            print(
+                f"{r.component}: {r.identical}/{r.tried} identical, {r.killed} killed at steps "
+                f"{r.steps}, lost {r.lost}, duplicated {r.duplicated} {'; '.join(r.notes)}",
+                flush=True,
+            )
+    return rows
+
+
+def kill_markdown(rows: list[KillRow], command: str, seconds: float) -> str:
+    head = (
+        "| component | N tried | N identical | rows lost | duplicated | killed at step |\n"
+        "| --- | ---: | ---: | ---: | ---: | --- |\n"
+    )
+    body = "".join(
+        f"| {r.component} | {r.tried} | {r.identical} | {r.lost} | {r.duplicated} | "
+        f"{', '.join(map(str, r.steps))}{' — ' + '; '.join(r.notes)[:200] if r.notes else ''} |\n"
+        for r in rows
+    )
+    tot = KillRow(
+        "**all**",
+        sum(r.tried for r in rows),
+        sum(r.killed for r in rows),
+        sum(r.identical for r in rows),
+        sum(r.lost for r in rows),
+        sum(r.duplicated for r in rows),
+    )
+    body += (
+        f"| {tot.component} | {tot.tried} | {tot.identical} | {tot.lost} | {tot.duplicated} | |\n"
+    )
+    return f"`{command}` ({seconds / 60:.1f} min)\n\n{head}{body}"
+
+
 # --------------------------------------------------------------------------- report
 def _cell(v: int | None) -> str:
     return "-" if v is None else str(v)
@@ -433,7 +530,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reliability.md")
+    ap.add_argument(
+        "--kill-everything",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the sweep: N SIGKILLs at random moments per registered probe and optimizer",
+    )
+    ap.add_argument(
+        "--components",
+        default="",
+        help="with --kill-everything: only these, comma-separated (probe:sharpness,variant:...)",
+    )
     args = ap.parse_args()
+    if args.kill_everything:
+        _main_kill_everything(args)
+        return
     # Started in the background, this process ignores SIGINT and its children would inherit
     # that: give them the default, as a user's foreground command has.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -466,6 +578,22 @@ def main() -> None:
     command = "python benchmarks/reliability.py " + " ".join(sys.argv[1:])
     text = markdown(rows, command.strip(), time.monotonic() - t0)
     args.out.write_text("# Reliability figures\n\n" + text)
+    print(text)
+
+
+def _main_kill_everything(args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ["OMP_NUM_THREADS"] = "1"  # every process one thread (the children inherit it)
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="sgdscope-kill-everything-"))
+    try:
+        only = [c for c in args.components.split(",") if c]
+        rows = kill_everything(args.kill_everything, args.seed, args.workers, tmp, only)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    command = "python benchmarks/reliability.py " + " ".join(sys.argv[1:])
+    text = kill_markdown(rows, command.strip(), time.monotonic() - t0)
+    args.out.write_text("# Kill every component at a random moment\n\n" + text)
     print(text)
 
 

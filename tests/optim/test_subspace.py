@@ -491,3 +491,28 @@ def test_a_step_refused_for_want_of_a_basis_changes_no_state():
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     assert all("momentum_buffer" not in opt.state[p] for p in model.parameters())
     assert opt.step_count == 0
+
+
+def test_random_basis_resumes_with_the_optimizer_alone():
+    """The random-subspace control's basis has no other owner: the optimizer's state carries
+    its generator and refresh step, so a checkpoint of model + optimizer resumes bit for bit
+    (the Trainer checkpoints no separate random basis; issue 11, found by killing a run)."""
+    batches = _batches(20)
+
+    def make(seed):
+        model = make_mlp(widths=(5,), seed=seed)
+        basis = RandomBasis(k=3, every=4, seed=5).attach(model)
+        opt = NudgedSGD(model.parameters(), lr=0.1, gamma=0.2, basis=basis, k=3, momentum=0.9)
+        return model, opt
+
+    model_a, opt_a = make(0)
+    _train(model_a, opt_a, batches, 0, 20)
+    model_b, opt_b = make(0)
+    _train(model_b, opt_b, batches, 0, 14)  # resumed between two redraws (12 and 16)
+    ckpt = checkpoint({"model": model_b.state_dict(), "optim": opt_b.state_dict()})
+    model_c, opt_c = make(123)
+    model_c.load_state_dict(ckpt["model"])
+    opt_c.load_state_dict(ckpt["optim"])
+    _train(model_c, opt_c, batches, 14, 20)
+    assert torch.equal(flat_params(model_a), flat_params(model_c))
+    assert opt_a.basis.num_refreshes == opt_c.basis.num_refreshes == 5

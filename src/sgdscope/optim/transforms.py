@@ -448,12 +448,17 @@ class _SubspaceRescale(Transform):
 
     def state_dict(self) -> dict[str, Any]:
         v = self._vectors
-        return {
+        state: dict[str, Any] = {
             "vectors": None if v is None else v.detach().cpu().clone(),
             "vectors_step": self._vectors_step,
         }
+        if _owned_by_the_optimizer(self.basis):
+            state["basis"] = self.basis.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("basis") is not None and _owned_by_the_optimizer(self.basis):
+            self.basis.load_state_dict(state["basis"])
         v = state.get("vectors")
         if v is not None and self.basis.layout is not None:
             v = v.to(device=self.basis.layout.device, dtype=self.basis.layout.dtype)
@@ -462,6 +467,16 @@ class _SubspaceRescale(Transform):
 
     def __repr__(self) -> str:
         return f"subspace_rescale(a={self.a:g}, b={self.b:g}, k={self.k}, burn_in={self.burn_in})"
+
+
+def _owned_by_the_optimizer(basis: Any) -> bool:
+    """A random basis (the random-subspace control) has no owner but the optimizer using it,
+    so its generator and refresh step are checkpointed with the optimizer: without them a
+    resumed run redraws its next directions from the seed's first ones (issue 11). The run's
+    EigenBasis is checkpointed by whoever refreshes it for the probes (the ProbeSet)."""
+    from ..eigenbasis import RandomBasis
+
+    return isinstance(basis, RandomBasis)
 
 
 def add_weight_decay() -> Transform:

@@ -439,7 +439,10 @@ def _check_checkpoints(run_dir: Path) -> None:
                 f"{run_dir}: no usable checkpoint ({'; '.join(choice.problems)}): the run cannot "
                 "continue exactly; start it again under another --out"
             )
-        if rows:
+        # Rows of the first transaction only (step 0, written just before the first checkpoint,
+        # as in a process killed between the two): restarting from step 0 writes them again,
+        # the same, so nothing is lost. Later rows without a checkpoint would be deleted.
+        if rows > 1:
             raise StorageError(
                 f"{run_dir} holds metrics but no checkpoint ({CHECKPOINT_DIR}/ is missing or "
                 "empty): resuming would restart from step 0 and delete them; start the config "

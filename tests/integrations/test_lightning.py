@@ -143,7 +143,7 @@ def _store_frame(path) -> pd.Series:
 
 def test_logs_expected_keys_at_expected_steps(tmp_path):
     x, y = _data()
-    cb = SgdscopeCallback(_probes(), data=(x, y), loss_fn=F.cross_entropy)
+    cb = SgdscopeCallback(_probes(), data=(x, y), loss_fn=F.cross_entropy, monitor=True)
     trainer = _trainer(tmp_path, cb)
     trainer.fit(Lit(_net()), _loader(x, y))
     logged = _logged(trainer)
@@ -167,6 +167,28 @@ def test_logs_expected_keys_at_expected_steps(tmp_path):
     lam = float(trainer.callback_metrics["curvature/lambda_1"])
     assert lam == pytest.approx(logged[(8, "curvature/lambda_1")], rel=1e-6)  # logged as float32
     assert "walk/epoch_height_mean" in trainer.callback_metrics
+
+
+@pytest.mark.parametrize("monitor", [None, ["curvature/lambda_1"], False])
+def test_monitor_chooses_what_reaches_callback_metrics(tmp_path, monitor):
+    x, y = _data()
+    kw = {} if monitor is None else {"monitor": monitor}  # None: the default, λ₁ alone
+    cb = SgdscopeCallback(_probes(), data=(x, y), loss_fn=F.cross_entropy, **kw)
+    trainer = _trainer(tmp_path, cb)
+    trainer.fit(Lit(_net()), _loader(x, y))
+    # The loggers receive every scalar whatever monitor says ...
+    logged = _logged(trainer)
+    assert _steps(logged, "curvature/lambda_1") == [0, 4, 8]
+    assert _steps(logged, "walk/height") == [0, 4, 8]
+    # ... and callback_metrics only the monitored ones.
+    ours = {k for k in trainer.callback_metrics if k.split("/")[0] in ("curvature", "walk")}
+    assert ours == ({"curvature/lambda_1"} if monitor is not False else set())
+
+
+@pytest.mark.parametrize("monitor", ["curvature/lambda_1", [1, 2]])
+def test_monitor_must_be_a_bool_or_a_list_of_names(monitor):
+    with pytest.raises(InvalidArgumentError, match="monitor: expected True, False or a list"):
+        SgdscopeCallback(_probes(), loss_fn=F.cross_entropy, monitor=monitor)
 
 
 def test_values_equal_a_plain_loop(tmp_path):

@@ -44,9 +44,10 @@ that update's ``training_step`` values — under ``curvature/``, ``walk/`` or ``
 ``LightningModule.log``, which forwards to loggers only every ``log_every_n_steps``
 and would drop the measurements in between; they are also logged with
 ``LightningModule.log(..., logger=False)`` so ``trainer.callback_metrics`` holds the latest value
-of each (for ``ModelCheckpoint(monitor="curvature/lambda_1")`` or early stopping) — all but
-``probes/batch_loss``, which the module logs itself (``self.log`` costs milliseconds a call, too
-much for every step). A probe set
+of those named by ``monitor`` (for ``ModelCheckpoint(monitor="curvature/lambda_1")`` or early
+stopping; by default λ₁ alone: ``self.log`` costs about half a millisecond a call, several
+percent of a tiny model's run when every scalar goes through it; ``monitor=True`` sends every
+scalar but ``probes/batch_loss``, which the module logs itself). A probe set
 built with ``store=`` writes its run directory as well.
 
 Checkpoints: the callback's ``state_dict`` (saved by Lightning in every checkpoint) holds the
@@ -57,6 +58,7 @@ measurements after the resume equal those of the uninterrupted run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -84,6 +86,12 @@ class SgdscopeCallback(pl.Callback):
         loss_fn: ``loss_fn(output, target)`` → mean loss, or a closure (module docstring); None:
             the probe set's own.
         log: write the scalars to the Trainer's loggers and ``callback_metrics``.
+        monitor: which scalars also go to ``trainer.callback_metrics`` (through
+            ``LightningModule.log``, for ``ModelCheckpoint`` / ``EarlyStopping`` monitors): a
+            list of logger names (default: λ₁, ``["curvature/lambda_1"]``); True, every one (but
+            ``probes/batch_loss``); False, none. Loggers receive every scalar either way.
+            ``LightningModule.log`` costs about half a millisecond a call on a CPU, which on a
+            tiny model measured often is several percent of the run (BENCHMARKS.md).
 
     Example:
         >>> cb = SgdscopeCallback(ss.ProbeSet([ss.SharpnessProbe()],
@@ -93,10 +101,26 @@ class SgdscopeCallback(pl.Callback):
     """
 
     def __init__(
-        self, probes: ProbeSet, *, data: Any = None, loss_fn: Any = None, log: bool = True
+        self,
+        probes: ProbeSet,
+        *,
+        data: Any = None,
+        loss_fn: Any = None,
+        log: bool = True,
+        monitor: bool | Sequence[str] = ("curvature/lambda_1",),
     ) -> None:
         self.driver = ProbeDriver(probes, data=data, loss_fn=loss_fn)
         self.log_to_loggers = bool(log)
+        if not isinstance(monitor, bool) and (
+            isinstance(monitor, str) or not all(isinstance(k, str) for k in monitor)
+        ):
+            raise InvalidArgumentError(
+                f"monitor: expected True, False or a list of logger names such as "
+                f"['curvature/lambda_1'], received {monitor!r}"
+            )
+        self.monitor: bool | frozenset[str] = (
+            monitor if isinstance(monitor, bool) else frozenset(monitor)
+        )
         self._last_global_step = 0
         self._lr: float | None = None
         self._micro_batches: list[Any] = []
@@ -238,10 +262,12 @@ class SgdscopeCallback(pl.Callback):
         # Loggers flush when Lightning logs its own metrics and at the end (no save() per step).
         for logger in trainer.loggers:
             logger.log_metrics(named, step=step)
-        if hook_logs:  # Lightning allows self.log in these hooks (not in on_train_start)
+        if hook_logs and self.monitor:  # Lightning allows self.log here (not in on_train_start)
             for key, value in named.items():
                 if key == _BATCH_LOSS:
                     continue  # the module logs its own loss; self.log costs ms per call
+                if self.monitor is not True and key not in self.monitor:
+                    continue
                 pl_module.log(
                     key,
                     value,

@@ -121,92 +121,78 @@ def _peak_frame(t: Target) -> pd.DataFrame:
     return frame
 
 
-def _peak_lower(t: Target) -> Parts:
+def _peak_trends(
+    t: Target, column: str, y_scale: str, y_name: str, lr: tuple, batch: tuple
+) -> Parts:
+    """A peak statistic (``column`` of :func:`_peak_frame`) against η and against S, each a
+    trend part when the sweep varies it; ``lr`` / ``batch``: (criterion, claim, statistic)."""
     if not _has(t, "peak_lambda_1"):
         return []
     frame = _peak_frame(t)
     parts = []
-    if _sgd_varies(t, LR_KEY):
-        parts.append(
-            _trend_part(
-                t,
-                t.sgd,
-                frame,
-                LR_KEY,
-                "peak_lambda_1",
-                Criterion(LESS, PEAK_LR_SLOPE, min_n=MIN_SEEDS),
-                claim="peak λ₁ lower for larger η",
-                statistic="peak λ₁ per run; per seed the OLS slope of ln peak λ₁ on ln η; "
-                "one-sided t over seeds",
-                x_scale="log",
-                y_scale="log",
-                x_name="η",
-                y_name="peak λ₁",
+    for key, (criterion, claim, statistic), x_scale, x_name in (
+        (LR_KEY, lr, "log", "η"),
+        (BATCH_KEY, batch, "rank", "S"),
+    ):
+        if _sgd_varies(t, key):
+            parts.append(
+                _trend_part(
+                    t,
+                    t.sgd,
+                    frame,
+                    key,
+                    column,
+                    criterion,
+                    claim=claim,
+                    statistic=statistic,
+                    x_scale=x_scale,
+                    y_scale=y_scale,
+                    x_name=x_name,
+                    y_name=y_name,
+                )
             )
-        )
-    if _sgd_varies(t, BATCH_KEY):
-        parts.append(
-            _trend_part(
-                t,
-                t.sgd,
-                frame,
-                BATCH_KEY,
-                "peak_lambda_1",
-                Criterion(GREATER, PEAK_BATCH_SLOPE, min_n=MIN_SEEDS),
-                claim="peak λ₁ lower for smaller S",
-                statistic="peak λ₁ per run; per seed the OLS slope of ln peak λ₁ on the rank of S "
-                "(full batch last); one-sided t over seeds",
-                x_scale="rank",
-                y_scale="log",
-                x_name="S",
-                y_name="peak λ₁",
-            )
-        )
     return parts
+
+
+def _peak_lower(t: Target) -> Parts:
+    return _peak_trends(
+        t,
+        "peak_lambda_1",
+        "log",
+        "peak λ₁",
+        lr=(
+            Criterion(LESS, PEAK_LR_SLOPE, min_n=MIN_SEEDS),
+            "peak λ₁ lower for larger η",
+            "peak λ₁ per run; per seed the OLS slope of ln peak λ₁ on ln η; one-sided t over seeds",
+        ),
+        batch=(
+            Criterion(GREATER, PEAK_BATCH_SLOPE, min_n=MIN_SEEDS),
+            "peak λ₁ lower for smaller S",
+            "peak λ₁ per run; per seed the OLS slope of ln peak λ₁ on the rank of S (full batch "
+            "last); one-sided t over seeds",
+        ),
+    )
 
 
 def _peak_earlier(t: Target) -> Parts:
-    if not _has(t, "peak_lambda_1"):
-        return []
-    frame = _peak_frame(t)
-    parts = []
-    if _sgd_varies(t, LR_KEY):
-        parts.append(
-            _trend_part(
-                t,
-                t.sgd,
-                frame,
-                LR_KEY,
-                "peak_position",
-                Criterion(LESS, PEAK_STEP_LR_SLOPE, min_n=MIN_SEEDS),
-                claim="λ₁ peak earlier for larger η",
-                statistic="step of the λ₁ peak / the run's steps; per seed the OLS slope on ln η; "
-                "one-sided t over seeds",
-                x_scale="log",
-                y_scale="linear",
-                x_name="η",
-                y_name="peak position",
-            )
-        )
-    if _sgd_varies(t, BATCH_KEY):
-        parts.append(
-            _trend_part(
-                t,
-                t.sgd,
-                frame,
-                BATCH_KEY,
-                "peak_position",
-                Criterion(GREATER, PEAK_STEP_BATCH_SLOPE, min_n=MIN_SEEDS),
-                claim="λ₁ peak earlier for smaller S",
-                statistic="step of the λ₁ peak / the run's steps; per seed the OLS slope on the "
-                "rank of S; one-sided t over seeds",
-                x_scale="rank",
-                y_scale="linear",
-                x_name="S",
-                y_name="peak position",
-            )
-        )
-    return parts
+    return _peak_trends(
+        t,
+        "peak_position",
+        "linear",
+        "peak position",
+        lr=(
+            Criterion(LESS, PEAK_STEP_LR_SLOPE, min_n=MIN_SEEDS),
+            "λ₁ peak earlier for larger η",
+            "step of the λ₁ peak / the run's steps; per seed the OLS slope on ln η; one-sided t "
+            "over seeds",
+        ),
+        batch=(
+            Criterion(GREATER, PEAK_STEP_BATCH_SLOPE, min_n=MIN_SEEDS),
+            "λ₁ peak earlier for smaller S",
+            "step of the λ₁ peak / the run's steps; per seed the OLS slope on the rank of S; "
+            "one-sided t over seeds",
+        ),
+    )
 
 
 def _alignment_series(run: Run) -> pd.Series | None:

@@ -185,21 +185,25 @@ class CheckpointChoice:
     problems: list[str] = field(default_factory=list)
 
 
-def find_checkpoint(directory: str | Path) -> CheckpointChoice:
-    """Verify the checkpoints in ``directory`` newest first; the first good one is chosen."""
-    directory = Path(directory)
+def _newest_good(directory: Path) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """(path, decoded state, problems) of the newest checkpoint that verifies, last.pt first;
+    (None, None, problems) when none does."""
     problems = []
     for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
         path = directory / name
         if not path.is_file():
             continue
         try:
-            state = _decode(path)
+            return path, _decode(path), problems
         except (OSError, ValueError) as e:
             problems.append(f"{name}: {e}")
-            continue
-        return CheckpointChoice(path, int(state["step"]), problems)
-    return CheckpointChoice(None, None, problems)
+    return None, None, problems
+
+
+def find_checkpoint(directory: str | Path) -> CheckpointChoice:
+    """Verify the checkpoints in ``directory`` newest first; the first good one is chosen."""
+    path, state, problems = _newest_good(Path(directory))
+    return CheckpointChoice(path, None if state is None else int(state["step"]), problems)
 
 
 def remove_temp_files(directory: str | Path) -> list[Path]:
@@ -224,21 +228,13 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
         CheckpointError: checkpoint files exist but none is usable.
     """
     directory = Path(directory)
-    problems = []
-    for name in (CHECKPOINT_NAME, PREVIOUS_NAME):
-        path = directory / name
-        if not path.is_file():
-            continue
-        try:
-            state = _decode(path)
-        except (OSError, ValueError) as e:
-            problems.append(f"{name}: {e}")
-            continue
+    path, state, problems = _newest_good(directory)
+    if state is not None:
         if problems:
             _log.warning(
                 "checkpoint %s; resuming from %s (step %s)",
                 "; ".join(problems),
-                name,
+                path.name,
                 state["step"],
             )
         return state

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
-from ..data import DATASETS, DataBundle, Split, default_root, load_dataset
+from ..data import DATASETS, DataBundle, Split, default_root
+from ..train.build import build_data
 
 #: Rows per split of a synthetic stand-in: enough for every calibration, small in memory.
 STANDIN_ROWS = 4096
@@ -129,21 +130,7 @@ def plan_data(
 ) -> tuple[DataSizes, DataBundle]:
     """The true split sizes of ``cfg``'s data and a bundle to time on (see the module doc)."""
     if dataset_present(cfg):
-        d = cfg.data
-        bundle = load_dataset(
-            d.name,
-            root=d.root,
-            seed=cfg.seed,
-            val_fraction=d.val_fraction,
-            subset=d.subset,
-            probe_size=d.probe_size,
-            probe_fraction=d.probe_fraction,
-            standardize=d.standardize,
-            augment=d.augment,
-            download=False,
-            device=device,
-            **d.options,
-        )
+        bundle = build_data(cfg, device, download=False)  # the run's own loader, never fetching
         sizes = DataSizes(
             bundle.name,
             len(bundle.train),

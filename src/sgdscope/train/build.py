@@ -56,7 +56,8 @@ class Parts:
     num_epochs: int
 
 
-def build_data(cfg: RunConfig, device: torch.device) -> DataBundle:
+def build_data(cfg: RunConfig, device: torch.device, *, download: bool | None = None) -> DataBundle:
+    """The run's data as its config says (``download``: override ``data.download``)."""
     d = cfg.data
     return load_dataset(
         d.name,
@@ -68,7 +69,7 @@ def build_data(cfg: RunConfig, device: torch.device) -> DataBundle:
         probe_fraction=d.probe_fraction,
         standardize=d.standardize,
         augment=d.augment,
-        download=d.download,
+        download=d.download if download is None else download,
         device=device,
         **d.options,
     )

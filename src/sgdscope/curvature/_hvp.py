@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -254,6 +254,27 @@ class _Engine:
                 "never by a timing)"
             )
 
+    def _blockwise(
+        self, one: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]], V: Pieces
+    ) -> Pieces:
+        """``one`` (a product with one vector, as parameter pieces) applied to every vector of
+        the block ``V``: vmapped while every operation of the model has a batching rule, else a
+        loop (decided once, on the first block of several vectors, and recorded)."""
+        m = V[0].shape[0]
+        if m == 1:
+            return [h.unsqueeze(0) for h in one(tuple(v[0] for v in V))]
+        if self.block_mode != "loop":
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = torch.func.vmap(one)(tuple(V))
+            if not caught:
+                self._decide("batched", "every operation of the model has a vmap rule")
+                return list(res)
+            # a missing batching rule: the loop from now on, this block included
+            self._decide("loop", f"vmap warned ({_first_line(caught[0].message)})")
+        cols = [one(tuple(v[j] for v in V)) for j in range(m)]
+        return [torch.stack([c[p] for c in cols]) for p in range(len(V))]
+
     def _recompute_hvp(self, batch: Batch, V: Pieces) -> list:
         data, w = batch
         _, g = self._first_order(data, w, create_graph=True)
@@ -389,20 +410,7 @@ class _ForwardOverReverse(_Engine):
         def one(t: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             return torch.func.jvp(grad_fn, (primals,), (t,))[1]
 
-        m = V[0].shape[0]
-        if m == 1:
-            return [h.unsqueeze(0) for h in one(tuple(v[0] for v in V))]
-        if self.block_mode != "loop":
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = torch.func.vmap(one)(tuple(V))
-            if not caught:
-                self._decide("batched", "every operation of the model has a vmap rule")
-                return list(res)
-            # a missing batching rule: the loop from now on, this block included
-            self._decide("loop", f"vmap warned ({_first_line(caught[0].message)})")
-        cols = [one(tuple(v[j] for v in V)) for j in range(m)]
-        return [torch.stack([c[p] for c in cols]) for p in range(len(V))]
+        return self._blockwise(one, V)
 
     def hvp(self, V: Pieces) -> Pieces:
         if self._fallback is not None:

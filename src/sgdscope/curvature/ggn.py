@@ -19,7 +19,6 @@ Jᵀ(·). ``products="func"`` uses ``torch.func.jvp`` (J v, a forward per produc
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -198,19 +197,7 @@ class _GGNEngine(_Engine):
             _, jv = torch.func.jvp(lambda *p: self._outputs(p, data), primals, t)
             return vjp_fn(hess_out(jv)[0])
 
-        m = V[0].shape[0]
-        if m == 1:
-            return [r.unsqueeze(0) for r in one(tuple(v[0] for v in V))]
-        if self.block_mode != "loop":
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = torch.func.vmap(one)(tuple(V))
-            if not caught:
-                self._decide("batched", "every operation of the model has a vmap rule")
-                return list(res)
-            self._decide("loop", f"vmap warned ({_first_line(caught[0].message)})")
-        cols = [one(tuple(v[j] for v in V)) for j in range(m)]
-        return [torch.stack([c[p] for c in cols]) for p in range(len(V))]
+        return self._blockwise(one, V)
 
     # -- interface --------------------------------------------------------------------------
     def _batch(self, index: int, V: Pieces) -> Pieces:

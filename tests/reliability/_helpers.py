@@ -104,7 +104,8 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: flo
     deadline = time.monotonic() + timeout
     while last_step(run_dir) < step:
         if proc.poll() is not None:
-            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()}")
+            _, err = proc.communicate()  # reads and closes its pipes
+            raise AssertionError(f"process ended early ({proc.returncode}): {err}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{run_dir} did not reach step {step} in {timeout} s")
         time.sleep(0.1)

@@ -106,7 +106,8 @@ def test_second_ctrl_c_stops_at_once(tmp_path):
     # Slow steps (a 20-eigenvalue Lanczos on ~3k parameters each step): the second Ctrl-C lands
     # inside a step.
     cfg = long_config(model__options__widths=[256])
-    cfg["probes"] = [{"name": "sharpness", "every": 1, "options": {"k": 20, "tol": 1e-8}}]
+    cfg["eigenbasis"] = {"k": 20, "every": 1, "tol": 1e-8}
+    cfg["probes"] = [{"name": "sharpness", "every": 1}]
     out = tmp_path / "r"
     proc = spawn(["run", write_config(tmp_path / "c.yaml", cfg), "--out", out])
     wait_for_step(out, 3, proc)

@@ -86,6 +86,13 @@ class RecipeOutcome:
         own = {f.id for f in self.designated}
         return [f for f in self.applicable if f.id not in own]
 
+    def seed_verdicts(self, finding_id: str) -> dict[Any, str]:
+        """The finding's verdict on each seed's runs judged alone, by seed."""
+        return {
+            seed: next(x.verdict for x in fs if x.id == finding_id)
+            for seed, fs in self.per_seed.items()
+        }
+
 
 def select_recipes(names: Sequence[str] | None = None, *, quick: bool = False) -> list[Recipe]:
     """The recipes to run: ``names`` (in that order), else :data:`QUICK_RECIPES` for ``quick``,
@@ -195,8 +202,7 @@ def verdict_table(outcomes: Sequence[RecipeOutcome], *, incidental: bool = False
     for o in outcomes:
         for f in o.incidental if incidental else o.designated:
             row: dict[str, Any] = {"recipe": o.recipe.name, "finding": f.id}
-            for seed, fs in o.per_seed.items():
-                row[f"seed {seed}"] = next(x.verdict for x in fs if x.id == f.id)
+            row.update({f"seed {k}": v for k, v in o.seed_verdicts(f.id).items()})
             row["overall"] = f.verdict
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -213,7 +219,7 @@ def verdict_table(outcomes: Sequence[RecipeOutcome], *, incidental: bool = False
 
 def finding_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
     """One row per finding judged by a recipe designed for it, in the rules' order: the
-    recipe, the overall verdict, and on how many seeds judged alone it was reproduced."""
+    recipe, the overall verdict, and each seed's verdict judged alone (``10:✓ 11:?``)."""
     from .findings import RULES
     from .findings_beyond import BEYOND_RULES
 
@@ -221,9 +227,7 @@ def finding_table(outcomes: Sequence[RecipeOutcome]) -> pd.DataFrame:
     rows = []
     for o in outcomes:
         for f in o.designated:
-            per = {
-                seed: next(x.verdict for x in fs if x.id == f.id) for seed, fs in o.per_seed.items()
-            }
+            per = o.seed_verdicts(f.id)
             rows.append(
                 {
                     "finding": f.id,
